@@ -1,0 +1,84 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// One target per layer: transport (libmicrohttpd) → API handlers (generated from openapi.yaml)
+// → runtime core (backend-neutral) → engine driver (Engine API over unix sockets, SwiftNIO).
+let package = Package(
+    name: "ociman",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ocimand", targets: ["ocimand"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-openapi-generator", from: "1.14.3"),
+        .package(url: "https://github.com/apple/swift-openapi-runtime", from: "1.13.4"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+    ],
+    targets: [
+        // libmicrohttpd plus a few C functions for what Swift cannot call (variadic start, cast macros).
+        .target(
+            name: "CMicroHTTPD",
+            linkerSettings: [.linkedLibrary("microhttpd")]
+        ),
+        // OpenSSL's libcrypto for SHA-256 (SHA-NI through EVP).
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(
+            name: "MHDTransport",
+            dependencies: [
+                "CMicroHTTPD",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
+        .target(
+            name: "EngineDriver",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "OcimanCore",
+            dependencies: [
+                "EngineDriver",
+                "CCrypto",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "OcimanAPI",
+            dependencies: [
+                "OcimanCore",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
+        ),
+        .executableTarget(
+            name: "ocimand",
+            dependencies: [
+                "OcimanAPI",
+                "MHDTransport",
+                "OcimanCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Shared by every suite: starts ocimand, talks HTTP to it, labels and cleans up engine resources.
+        .target(
+            name: "OcimanTestSupport",
+            dependencies: ["EngineDriver"],
+            path: "Tests/OcimanTestSupport"
+        ),
+        .testTarget(name: "OcimanCoreTests", dependencies: ["OcimanCore"]),
+        .testTarget(name: "MHDTransportTests", dependencies: ["MHDTransport", "OcimanTestSupport"]),
+        .testTarget(name: "EngineDriverTests", dependencies: ["EngineDriver", "OcimanTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["OcimanTestSupport", "OcimanCore"]),
+    ]
+)

@@ -1,0 +1,36 @@
+#ifndef OCIMAN_CMICROHTTPD_H
+#define OCIMAN_CMICROHTTPD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <microhttpd.h>
+
+/// Everything ocimand sets on a daemon. The shim turns it into an MHD_OPTION_ARRAY because
+/// MHD_start_daemon is variadic and Swift cannot call it.
+struct ociman_mhd_config {
+    unsigned int flags;
+    int listen_fd;
+    unsigned int thread_pool_size;
+    unsigned int connection_limit;
+    unsigned int per_ip_connection_limit;
+    unsigned int connection_timeout_seconds;
+    size_t connection_memory_limit;
+    MHD_AccessHandlerCallback access_handler;
+    void *access_handler_cls;
+    MHD_RequestCompletedCallback completed;
+    void *completed_cls;
+    void *(*uri_logger)(void *cls, const char *uri, struct MHD_Connection *connection);
+    void *uri_logger_cls;
+};
+
+struct MHD_Daemon *ociman_mhd_start(const struct ociman_mhd_config *config);
+
+/// Cast macros Swift cannot import.
+uint64_t ociman_mhd_size_unknown(void);
+ssize_t ociman_mhd_reader_end_of_stream(void);
+ssize_t ociman_mhd_reader_end_with_error(void);
+
+/// The client socket of a connection, or -1.
+int ociman_mhd_connection_fd(struct MHD_Connection *connection);
+
+#endif

@@ -1,0 +1,323 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// HTTP/1.1 client for one engine's unix socket: keep-alive connection pool, version
+/// negotiation, deadlines, streamed bodies and connection hijacking.
+public final class EngineClient: Sendable {
+    public let socketPath: String
+    public let defaultTimeout: Duration
+    private let group: any EventLoopGroup
+    private let idle = Mutex<[PooledConnection]>([])
+    private let negotiated = Mutex<Ping?>(nil)
+    private static let maxIdleConnections = 16
+
+    public init(socketPath: String, defaultTimeout: Duration = .seconds(30)) {
+        self.socketPath = socketPath
+        self.defaultTimeout = defaultTimeout
+        self.group = MultiThreadedEventLoopGroup.singleton
+    }
+
+    // MARK: - Version negotiation
+
+    /// What `/_ping` says about the engine.
+    public struct Ping: Sendable, Equatable {
+        /// Highest Docker-compatible API version the engine speaks, e.g. "1.41".
+        public var apiVersion: String
+        /// Podman's own API version; nil for Docker.
+        public var libpodVersion: String?
+        public var isPodman: Bool { libpodVersion != nil }
+    }
+
+    /// Pings the engine and remembers the versions to use. Docker ≥ 29 rejects versions below
+    /// 1.44 while dockerd 20.10 accepts at most 1.41, so the engine's own answer is used.
+    @discardableResult
+    public func ping(timeout: Duration? = nil) async throws -> Ping {
+        let response = try await send(EngineRequest(.GET, "/_ping", api: .unversioned, timeout: timeout))
+        guard let apiVersion = response.headers.first(name: "Api-Version"), !apiVersion.isEmpty else {
+            throw EngineError.protocolViolation("/_ping answered without an Api-Version header")
+        }
+        let ping = Ping(apiVersion: apiVersion, libpodVersion: response.headers.first(name: "Libpod-Api-Version"))
+        negotiated.withLock { $0 = ping }
+        return ping
+    }
+
+    public var negotiatedPing: Ping? { negotiated.withLock { $0 } }
+
+    private func prefix(for api: EngineRequest.API) async throws -> String {
+        if case .unversioned = api { return "" }
+        let ping: Ping
+        if let known = negotiatedPing { ping = known } else { ping = try await self.ping() }
+        switch api {
+        case .unversioned: return ""
+        case .compat: return "/v\(ping.apiVersion)"
+        case .libpod:
+            guard let libpod = ping.libpodVersion else {
+                throw EngineError.badRequest("the libpod API exists only on Podman")
+            }
+            return "/v\(libpod)/libpod"
+        }
+    }
+
+    // MARK: - Requests
+
+    /// Sends a request and reads the whole answer; statuses ≥ 400 become `EngineError`.
+    public func send(_ request: EngineRequest) async throws -> EngineResponse {
+        let stream = try await self.stream(request)
+        let body = try await stream.collect()
+        if stream.status >= 300 { throw EngineError.from(status: stream.status, body: body) }
+        return EngineResponse(status: stream.status, headers: stream.headers, body: body)
+    }
+
+    /// Sends a request and returns once the response head is in; the body streams.
+    /// Statuses ≥ 400 become `EngineError` after reading the (short) error body.
+    public func stream(_ request: EngineRequest) async throws -> EngineStream {
+        let target = request.target(prefix: try await prefix(for: request.api))
+        let timeout = request.timeout ?? defaultTimeout
+        let connection = try await acquire(timeout: timeout)
+        let (body, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
+        let headPromise = connection.channel.eventLoop.makePromise(of: HTTPResponseHead.self)
+        let deadline = Deadline(channel: connection.channel, after: timeout)
+
+        var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: target)
+        head.headers.add(name: "Host", value: "localhost")
+        for (name, value) in request.headers { head.headers.add(name: name, value: value) }
+        let fixedBody: [UInt8]?
+        switch request.body {
+        case .none:
+            fixedBody = nil
+            if request.method == .POST || request.method == .PUT { head.headers.add(name: "Content-Length", value: "0") }
+        case .bytes(let contentType, let bytes):
+            fixedBody = bytes
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Content-Length", value: String(bytes.count))
+        case .stream(let contentType, _):
+            fixedBody = nil
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Transfer-Encoding", value: "chunked")
+        }
+
+        let channel = connection.channel
+        let handler = connection.handler
+        let sendHead = head
+        try await channel.eventLoop.submit {
+            handler.value.begin(ResponseSink(head: headPromise, body: continuation))
+            channel.write(HTTPClientRequestPart.head(sendHead), promise: nil)
+            if let fixedBody {
+                channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: fixedBody))), promise: nil)
+            }
+            if case .stream = request.body {
+                channel.flush()
+            } else {
+                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            }
+        }.get()
+
+        if case .stream(_, let chunks) = request.body {
+            do {
+                // Each chunk is on the socket before the next is pulled: a 1 GiB upload stays flat.
+                for try await chunk in chunks {
+                    try await channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: chunk)))).get()
+                }
+                try await channel.writeAndFlush(HTTPClientRequestPart.end(nil)).get()
+            } catch {
+                channel.close(promise: nil)
+                throw (error as? EngineError) ?? EngineError.unavailable("upload to the engine failed: \(error)")
+            }
+        }
+
+        let responseHead: HTTPResponseHead
+        do {
+            responseHead = try await withTaskCancellationHandler {
+                try await headPromise.futureResult.get()
+            } onCancel: {
+                channel.close(promise: nil)
+            }
+            deadline.cancel()
+        } catch {
+            deadline.cancel()
+            if deadline.fired { throw EngineError.timeout("\(request.method) \(request.path) after \(timeout)") }
+            throw error
+        }
+
+        continuation.onTermination = { termination in
+            // A consumer that stops early cancels the engine operation by closing the connection.
+            if case .cancelled = termination { channel.close(promise: nil) }
+        }
+        let status = Int(responseHead.status.code)
+        if status >= 400 {
+            let errorBody = try await EngineStream(status: status, headers: responseHead.headers, body: body).collect()
+            throw EngineError.from(status: status, body: errorBody)
+        }
+        return EngineStream(status: status, headers: responseHead.headers, body: body)
+    }
+
+    /// Takes over the connection after the response head (exec with stdin, attach).
+    /// Sends `Connection: Upgrade` / `Upgrade: tcp`; both engines answer 101 and then speak raw
+    /// bytes in both directions.
+    public func hijack(_ request: EngineRequest) async throws -> HijackedConnection {
+        let target = request.target(prefix: try await prefix(for: request.api))
+        let timeout = request.timeout ?? defaultTimeout
+        let (output, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
+        let channel = try await connectRaw(timeout: timeout, continuation: continuation)
+        let headPromise = channel.eventLoop.makePromise(of: HijackHead.self)
+        var text = "\(request.method.rawValue) \(target) HTTP/1.1\r\nHost: localhost\r\n"
+        text += "Connection: Upgrade\r\nUpgrade: tcp\r\n"
+        var bodyBytes: [UInt8] = []
+        if case .bytes(let contentType, let bytes) = request.body {
+            text += "Content-Type: \(contentType)\r\n"
+            bodyBytes = bytes
+        }
+        text += "Content-Length: \(bodyBytes.count)\r\n\r\n"
+        var buffer = channel.allocator.buffer(capacity: text.utf8.count + bodyBytes.count)
+        buffer.writeString(text)
+        buffer.writeBytes(bodyBytes)
+        let deadline = Deadline(channel: channel, after: timeout)
+        let requestBytes = buffer
+        try await channel.pipeline.handler(type: RawStreamHandler.self).flatMap { handler in
+            handler.expectHead(headPromise)
+            return channel.writeAndFlush(requestBytes)
+        }.get()
+        let head: HijackHead
+        do {
+            head = try await headPromise.futureResult.get()
+            deadline.cancel()
+        } catch {
+            deadline.cancel()
+            channel.close(promise: nil)
+            if deadline.fired { throw EngineError.timeout("\(request.method) \(request.path) after \(timeout)") }
+            throw error
+        }
+        if head.status >= 300 {
+            var errorBody: [UInt8] = []
+            for try await chunk in output { errorBody.append(contentsOf: chunk.readableBytesView) }
+            channel.close(promise: nil)
+            throw EngineError.from(status: head.status, body: errorBody)
+        }
+        continuation.onTermination = { _ in channel.close(promise: nil) }
+        return HijackedConnection(channel: channel, output: output)
+    }
+
+    /// Closes pooled connections (the engine went away, or shutdown).
+    public func closeIdleConnections() {
+        let connections = idle.withLock { idle in
+            defer { idle.removeAll() }
+            return idle
+        }
+        for connection in connections { connection.channel.close(promise: nil) }
+    }
+
+    // MARK: - Connections
+
+    private func acquire(timeout: Duration) async throws -> PooledConnection {
+        while let pooled = idle.withLock({ $0.popLast() }) {
+            if pooled.channel.isActive { return pooled }
+        }
+        let bootstrap = ClientBootstrap(group: group)
+            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
+        } catch {
+            throw EngineError.unavailable("cannot connect to \(socketPath): \(error)")
+        }
+        let pooled = try await channel.eventLoop.submit { [weak self] in
+            let handler = ResponseHandler { reusable in
+                guard let self else { return }
+                if reusable { self.release(channel) } else { channel.close(promise: nil) }
+            }
+            try channel.pipeline.syncOperations.addHandler(handler)
+            return PooledConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+        }.get()
+        return pooled
+    }
+
+    private func release(_ channel: any Channel) {
+        guard channel.isActive else { return }
+        channel.pipeline.handler(type: ResponseHandler.self).whenSuccess { handler in
+            let pooled = PooledConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            let kept = self.idle.withLock { idle in
+                guard idle.count < Self.maxIdleConnections else { return false }
+                idle.append(pooled)
+                return true
+            }
+            if !kept { channel.close(promise: nil) }
+        }
+    }
+
+    private func connectRaw(
+        timeout: Duration,
+        continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
+    ) async throws -> any Channel {
+        let bootstrap = ClientBootstrap(group: group)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RawStreamHandler(continuation: continuation))
+                }
+            }
+        do {
+            return try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
+        } catch {
+            throw EngineError.unavailable("cannot connect to \(socketPath): \(error)")
+        }
+    }
+}
+
+struct PooledConnection: Sendable {
+    let channel: any Channel
+    let handler: NIOLoopBound<ResponseHandler>
+}
+
+/// Closes the channel when the response head does not arrive in time; the pending read then
+/// fails and `fired` tells the caller it was a timeout rather than a broken engine.
+private final class Deadline: Sendable {
+    private let task: Scheduled<Void>
+    private let state: NIOLockedBool
+
+    init(channel: any Channel, after timeout: Duration) {
+        let state = NIOLockedBool()
+        self.state = state
+        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000
+            + timeout.components.attoseconds / 1_000_000_000
+        task = channel.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+            state.set()
+            channel.close(promise: nil)
+        }
+    }
+
+    var fired: Bool { state.value }
+    func cancel() { task.cancel() }
+}
+
+private final class NIOLockedBool: Sendable {
+    private let flag = Mutex(false)
+    var value: Bool { flag.withLock { $0 } }
+    func set() { flag.withLock { $0 = true } }
+}
+
+/// A hijacked connection: write stdin, half-close to send EOF, read the engine's raw output.
+public struct HijackedConnection: Sendable {
+    let channel: any Channel
+    /// Raw bytes after the response head (8-byte framed unless the exec has a TTY).
+    public let output: AsyncThrowingStream<ByteBuffer, any Error>
+
+    public func write(_ bytes: [UInt8]) async throws {
+        try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()
+    }
+
+    /// Shutdown for writing, not a full close: the engine sees EOF on stdin and keeps sending output.
+    public func finishWriting() async throws {
+        try await channel.close(mode: .output).get()
+    }
+
+    public func close() {
+        channel.close(promise: nil)
+    }
+}

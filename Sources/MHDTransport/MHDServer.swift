@@ -1,0 +1,398 @@
+import CMicroHTTPD
+import Glibc
+import HTTPTypes
+import OpenAPIRuntime
+import Synchronization
+
+/// swift-openapi-runtime's `ServerTransport` on libmicrohttpd.
+///
+/// libmicrohttpd owns the sockets and parses HTTP on a small epoll thread pool; every request
+/// becomes a Swift task. Connections are suspended (never polled) while a handler is working
+/// or a streamed body has nothing to send, so idle streams cost no CPU.
+public final class MHDServer: ServerTransport, Sendable {
+    public typealias Handler = @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (
+        HTTPResponse, HTTPBody?
+    )
+
+    public let configuration: MHDServerConfiguration
+    private let router = Mutex(Router<Handler>())
+    private let daemon = Mutex<DaemonHandle?>(nil)
+    private let listener = Mutex<ListeningSocket?>(nil)
+    private let inFlight = Mutex<[ObjectIdentifier: RequestContext]>([:])
+    let disconnectWatch: DisconnectWatch
+
+    public init(configuration: MHDServerConfiguration) {
+        self.configuration = configuration
+        self.disconnectWatch = DisconnectWatch(interval: configuration.disconnectCheckInterval)
+    }
+
+    public func register(
+        _ handler: @escaping Handler,
+        method: HTTPRequest.Method,
+        path: String
+    ) throws {
+        try router.withLock { try $0.add(method, path, handler) }
+    }
+
+    /// Binds and starts serving. Returns the bound address (the real port when 0 was asked for).
+    @discardableResult
+    public func start() throws -> ListenAddress {
+        let socket = try ListeningSocket.open(configuration.listen, socketMode: configuration.unixSocketMode)
+        var config = ociman_mhd_config()
+        config.flags =
+            UInt32(MHD_USE_EPOLL_INTERNAL_THREAD.rawValue) | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
+            | UInt32(MHD_USE_ERROR_LOG.rawValue)
+        config.listen_fd = socket.descriptor
+        config.thread_pool_size = UInt32(configuration.threadPoolSize)
+        config.connection_limit = UInt32(configuration.connectionLimit)
+        config.per_ip_connection_limit = UInt32(configuration.perAddressConnectionLimit)
+        config.connection_timeout_seconds = UInt32(configuration.idleTimeoutSeconds)
+        config.connection_memory_limit = configuration.connectionMemoryLimit
+        config.access_handler = mhdAccessHandler
+        config.completed = mhdRequestCompleted
+        config.uri_logger = mhdURILogger
+        let selfPointer = Unmanaged.passUnretained(self).toOpaque()
+        config.access_handler_cls = selfPointer
+        config.completed_cls = selfPointer
+        config.uri_logger_cls = selfPointer
+        guard let started = ociman_mhd_start(&config) else {
+            socket.close()
+            throw MHDServerError.startFailed(String(describing: socket.address))
+        }
+        daemon.withLock { $0 = DaemonHandle(pointer: started) }
+        listener.withLock { $0 = socket }
+        disconnectWatch.start()
+        return socket.address
+    }
+
+    /// Stops accepting, lets in-flight requests finish for up to `gracePeriod`, then cancels the
+    /// rest and closes every connection.
+    public func shutdown(gracePeriod: Duration) async {
+        guard let running = daemon.withLock({ $0 })?.pointer else { return }
+        _ = MHD_quiesce_daemon(running)
+        let deadline = ContinuousClock.now.advanced(by: gracePeriod)
+        while ContinuousClock.now < deadline, inFlight.withLock({ !$0.isEmpty }) {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        // Suspended connections must be resumed before libmicrohttpd will stop.
+        for context in inFlight.withLock({ Array($0.values) }) { context.abandon() }
+        daemon.withLock { $0 = nil }
+        MHD_stop_daemon(running)
+        disconnectWatch.stop()
+        listener.withLock { socket in
+            socket?.close()
+            socket = nil
+        }
+    }
+
+    public var inFlightRequestCount: Int { inFlight.withLock { $0.count } }
+
+    // MARK: - libmicrohttpd callbacks (on the daemon's threads)
+
+    fileprivate func beginRequest(rawTarget: String, connection: OpaquePointer) -> RequestContext {
+        let context = RequestContext(server: self, rawTarget: rawTarget, connection: connection)
+        inFlight.withLock { $0[ObjectIdentifier(context)] = context }
+        return context
+    }
+
+    fileprivate func endRequest(_ context: RequestContext, completedNormally: Bool) {
+        inFlight.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(context)) }
+        context.connectionClosed(completedNormally: completedNormally)
+    }
+
+    fileprivate func access(
+        _ context: RequestContext,
+        method: UnsafePointer<CChar>,
+        uploadData: UnsafePointer<CChar>?,
+        uploadDataSize: UnsafeMutablePointer<Int>
+    ) -> MHD_Result {
+        switch context.phase {
+        case .new:
+            context.phase = .receiving
+            dispatch(context, method: String(cString: method))
+            // Answering on this first call would cost the connection its keep-alive (SPEC §9).
+            return .YES
+        case .receiving:
+            let size = uploadDataSize.pointee
+            if size > 0 {
+                uploadDataSize.pointee = 0
+                return receive(context, UnsafeRawBufferPointer(start: uploadData, count: size))
+            }
+            context.requestBody?.finish()
+            context.phase = .awaitingResponse
+            return respond(context)
+        case .awaitingResponse:
+            return respond(context)
+        case .responded:
+            uploadDataSize.pointee = 0
+            return .YES
+        }
+    }
+
+    private func dispatch(_ context: RequestContext, method: String) {
+        let connection = context.connectionPointer
+        let headers = Self.readHeaders(connection)
+        let target = context.rawTarget
+        let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        guard let httpMethod = HTTPRequest.Method(method) else {
+            context.immediate = problemResponse(.notImplemented, "method \(method) is not supported")
+            return
+        }
+        let match = router.withLock { $0.match(method: httpMethod, path: path) }
+        switch match {
+        case .notFound:
+            context.immediate = problemResponse(.notFound, "no route for \(path)")
+        case .methodNotAllowed(let allowed):
+            var response = problemResponse(.methodNotAllowed, "\(method) is not allowed on \(path)")
+            response.head.headerFields[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
+            context.immediate = response
+        case .found(let handler, let template, let parameters):
+            var request = HTTPRequest(method: httpMethod, scheme: nil, authority: headers[HTTPField.Name("Host")!], path: target)
+            request.headerFields = headers
+            context.routeTemplate = template
+            let limit = configuration.bodyLimit(request, template)
+            context.bodyLimit = limit
+            let declaredLength = headers[.contentLength].flatMap { Int64($0) }
+            if let declaredLength, declaredLength > limit {
+                context.immediate = payloadTooLarge(limit: limit)
+                return
+            }
+            let hasBody = (declaredLength ?? 0) > 0 || headers[.transferEncoding] != nil
+            var body: HTTPBody?
+            if hasBody {
+                let stream = RequestBodyStream(
+                    highWater: configuration.requestBodyBufferBytes,
+                    suspendConnection: { [weak context] in context?.suspend() },
+                    resumeConnection: { [weak context] in context?.resume() }
+                )
+                context.requestBody = stream
+                body = HTTPBody(
+                    stream,
+                    length: declaredLength.map { .known($0) } ?? .unknown,
+                    iterationBehavior: .single
+                )
+            }
+            let metadata = ServerRequestMetadata(pathParameters: parameters)
+            context.task = Task { [configuration] in
+                await self.run(context, handler, request, body, metadata, configuration)
+            }
+        }
+    }
+
+    private func receive(_ context: RequestContext, _ bytes: UnsafeRawBufferPointer) -> MHD_Result {
+        if context.immediate != nil {
+            // An answer is already decided (404, 413, ...): send it without reading the rest.
+            return respond(context)
+        }
+        context.receivedBodyBytes += Int64(bytes.count)
+        if context.receivedBodyBytes > context.bodyLimit {
+            context.requestBody?.finish(throwing: MHDServerError.payloadTooLarge)
+            context.task?.cancel()
+            context.immediate = payloadTooLarge(limit: context.bodyLimit)
+            return respond(context)
+        }
+        context.requestBody?.push(bytes)
+        return .YES
+    }
+
+    private func respond(_ context: RequestContext) -> MHD_Result {
+        if let immediate = context.immediate {
+            context.immediate = nil
+            return queue(immediate.asPrepared, on: context)
+        }
+        switch context.takeResponseOrSuspend() {
+        case .response(let prepared): return queue(prepared, on: context)
+        case .suspended: return .YES
+        case .clientGone: return .NO
+        }
+    }
+
+    private func queue(_ prepared: PreparedResponse, on context: RequestContext) -> MHD_Result {
+        context.phase = .responded
+        let response: OpaquePointer?
+        switch prepared.body {
+        case .bytes(let bytes):
+            response = bytes.withUnsafeBytes { buffer in
+                MHD_create_response_from_buffer(
+                    buffer.count,
+                    UnsafeMutableRawPointer(mutating: buffer.baseAddress),
+                    .RESPMEM_MUST_COPY
+                )
+            }
+        case .stream(let stream):
+            let box = Unmanaged.passRetained(stream).toOpaque()
+            response = MHD_create_response_from_callback(
+                ociman_mhd_size_unknown(),
+                32 * 1024,
+                mhdContentReader,
+                box,
+                mhdContentReaderFree
+            )
+        }
+        guard let response else { return .NO }
+        for field in prepared.head.headerFields where !Self.managedByMHD.contains(field.name) {
+            _ = MHD_add_response_header(response, field.name.rawName, field.value)
+        }
+        let result = MHD_queue_response(context.connectionPointer, UInt32(prepared.head.status.code), response)
+        MHD_destroy_response(response)
+        return result
+    }
+
+    /// libmicrohttpd writes these itself from the body it is given.
+    private static let managedByMHD: Set<HTTPField.Name> = [.contentLength, .transferEncoding, .connection]
+
+    private static func readHeaders(_ connection: OpaquePointer) -> HTTPFields {
+        let collector = HeaderCollector()
+        let unmanaged = Unmanaged.passRetained(collector)
+        defer { unmanaged.release() }
+        _ = MHD_get_connection_values(connection, .HEADER_KIND, mhdHeaderIterator, unmanaged.toOpaque())
+        return collector.fields
+    }
+
+    // MARK: - The handler task
+
+    private func run(
+        _ context: RequestContext,
+        _ handler: Handler,
+        _ request: HTTPRequest,
+        _ body: HTTPBody?,
+        _ metadata: ServerRequestMetadata,
+        _ configuration: MHDServerConfiguration
+    ) async {
+        let prepared: PreparedResponse
+        var streamedBody: HTTPBody?
+        do {
+            let (head, responseBody) = try await handler(request, body, metadata)
+            if let responseBody {
+                if case .known(let length) = responseBody.length, length <= configuration.bufferedResponseLimit {
+                    let bytes = try await [UInt8](collecting: responseBody, upTo: Int(length))
+                    prepared = PreparedResponse(head: head, body: .bytes(bytes))
+                } else {
+                    let stream = context.makeResponseStream(highWater: configuration.responseStreamBufferBytes)
+                    prepared = PreparedResponse(head: head, body: .stream(stream))
+                    streamedBody = responseBody
+                }
+            } else {
+                prepared = PreparedResponse(head: head, body: .bytes([]))
+            }
+        } catch {
+            prepared = problemResponse(.internalServerError, "the request failed: \(error)").asPrepared
+        }
+        context.deliver(prepared)
+        guard let streamedBody, case .stream(let stream) = prepared.body else { return }
+        do {
+            for try await chunk in streamedBody {
+                try await stream.write(chunk)
+            }
+            stream.finish()
+        } catch {
+            // The client left, or the body failed after the head was sent: cut the connection so
+            // the client sees a truncated chunked body rather than a clean end.
+            stream.close()
+        }
+    }
+
+    // MARK: - Transport-level answers
+
+    private func problemResponse(_ status: HTTPResponse.Status, _ detail: String) -> ImmediateResponse {
+        let (contentType, bytes) = configuration.renderProblem(status.code, detail)
+        var head = HTTPResponse(status: status)
+        head.headerFields[.contentType] = contentType
+        return ImmediateResponse(head: head, bytes: bytes)
+    }
+
+    private func payloadTooLarge(limit: Int64) -> ImmediateResponse {
+        problemResponse(.contentTooLarge, "the request body exceeds the limit of \(limit) bytes for this route")
+    }
+}
+
+public enum MHDServerError: Error, CustomStringConvertible {
+    case startFailed(String)
+    case payloadTooLarge
+
+    public var description: String {
+        switch self {
+        case .startFailed(let address): "libmicrohttpd could not start on \(address)"
+        case .payloadTooLarge: "request body too large"
+        }
+    }
+}
+
+/// libmicrohttpd's daemon is thread-safe for the calls made on it (quiesce, stop).
+private struct DaemonHandle: @unchecked Sendable {
+    let pointer: OpaquePointer
+}
+
+struct ImmediateResponse: Sendable {
+    var head: HTTPResponse
+    var bytes: [UInt8]
+    var asPrepared: PreparedResponse { PreparedResponse(head: head, body: .bytes(bytes)) }
+}
+
+struct PreparedResponse: Sendable {
+    enum Body: Sendable {
+        case bytes([UInt8])
+        case stream(ResponseStream)
+    }
+    var head: HTTPResponse
+    var body: Body
+}
+
+private final class HeaderCollector {
+    var fields = HTTPFields()
+}
+
+// MARK: - C callbacks
+
+private let mhdURILogger: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, OpaquePointer?)
+    -> UnsafeMutableRawPointer? = { serverPointer, uri, connection in
+        guard let serverPointer, let uri, let connection else { return nil }
+        let server = Unmanaged<MHDServer>.fromOpaque(serverPointer).takeUnretainedValue()
+        let context = server.beginRequest(rawTarget: String(cString: uri), connection: connection)
+        // Released in mhdRequestCompleted, which libmicrohttpd always calls once the URI logger ran.
+        return Unmanaged.passRetained(context).toOpaque()
+    }
+
+private let mhdAccessHandler: MHD_AccessHandlerCallback = {
+    serverPointer, connection, url, method, version, uploadData, uploadDataSize, requestPointer in
+    guard let serverPointer, let method, let uploadDataSize, let contextPointer = requestPointer?.pointee else {
+        return .NO
+    }
+    let server = Unmanaged<MHDServer>.fromOpaque(serverPointer).takeUnretainedValue()
+    let context = Unmanaged<RequestContext>.fromOpaque(contextPointer).takeUnretainedValue()
+    return server.access(context, method: method, uploadData: uploadData, uploadDataSize: uploadDataSize)
+}
+
+private let mhdRequestCompleted: MHD_RequestCompletedCallback = { serverPointer, connection, requestPointer, reason in
+    guard let serverPointer, let requestPointer, let contextPointer = requestPointer.pointee else { return }
+    requestPointer.pointee = nil
+    let server = Unmanaged<MHDServer>.fromOpaque(serverPointer).takeUnretainedValue()
+    let context = Unmanaged<RequestContext>.fromOpaque(contextPointer).takeRetainedValue()
+    server.endRequest(context, completedNormally: reason == .REQUEST_TERMINATED_COMPLETED_OK)
+}
+
+private let mhdContentReader: MHD_ContentReaderCallback = { streamPointer, position, buffer, capacity in
+    guard let streamPointer, let buffer else { return ociman_mhd_reader_end_with_error() }
+    let stream = Unmanaged<ResponseStream>.fromOpaque(streamPointer).takeUnretainedValue()
+    switch stream.read(into: UnsafeMutableRawBufferPointer(start: buffer, count: capacity)) {
+    case .bytes(let count): return count
+    case .suspended: return 0
+    case .end: return ociman_mhd_reader_end_of_stream()
+    case .failed: return ociman_mhd_reader_end_with_error()
+    }
+}
+
+private let mhdContentReaderFree: MHD_ContentReaderFreeCallback = { streamPointer in
+    guard let streamPointer else { return }
+    let stream = Unmanaged<ResponseStream>.fromOpaque(streamPointer).takeRetainedValue()
+    stream.close()
+}
+
+private let mhdHeaderIterator: MHD_KeyValueIterator = { collectorPointer, kind, key, value in
+    guard let collectorPointer, let key else { return .YES }
+    let collector = Unmanaged<HeaderCollector>.fromOpaque(collectorPointer).takeUnretainedValue()
+    if let name = HTTPField.Name(String(cString: key)) {
+        collector.fields.append(HTTPField(name: name, value: value.map { String(cString: $0) } ?? ""))
+    }
+    return .YES
+}

@@ -1,0 +1,145 @@
+import CMicroHTTPD
+import HTTPTypes
+import Synchronization
+
+/// One request on one connection, from the URI logger to the completion callback.
+///
+/// Fields without a lock are touched only from libmicrohttpd callbacks, which it runs on the
+/// connection's own thread one at a time. `shared` is what the handler task and the
+/// disconnect watch touch too.
+final class RequestContext: @unchecked Sendable {
+    enum Phase { case new, receiving, awaitingResponse, responded }
+    enum ResponseOutcome { case response(PreparedResponse), suspended, clientGone }
+
+    unowned let server: MHDServer
+    let rawTarget: String
+    let connectionPointer: OpaquePointer
+    let socketDescriptor: Int32
+
+    var phase = Phase.new
+    var immediate: ImmediateResponse?
+    var routeTemplate: String?
+    var bodyLimit: Int64 = 0
+    var receivedBodyBytes: Int64 = 0
+    var requestBody: RequestBodyStream?
+
+    private struct Shared {
+        var connectionOpen = true
+        var suspended = false
+        var awaitingResponse = false
+        var clientGone = false
+        var response: PreparedResponse?
+        var responseStream: ResponseStream?
+        var task: Task<Void, Never>?
+    }
+
+    private let shared = Mutex(Shared())
+
+    init(server: MHDServer, rawTarget: String, connection: OpaquePointer) {
+        self.server = server
+        self.rawTarget = rawTarget
+        self.connectionPointer = connection
+        self.socketDescriptor = ociman_mhd_connection_fd(connection)
+    }
+
+    var task: Task<Void, Never>? {
+        get { shared.withLock { $0.task } }
+        set { shared.withLock { $0.task = newValue } }
+    }
+
+    /// Only from a libmicrohttpd callback of this connection.
+    func suspend() { shared.withLock { suspendLocked(&$0) } }
+
+    /// From any thread.
+    func resume() { shared.withLock { resumeLocked(&$0) } }
+
+    func takeResponseOrSuspend() -> ResponseOutcome {
+        shared.withLock { shared in
+            if shared.clientGone { return .clientGone }
+            if let response = shared.response {
+                shared.response = nil
+                return .response(response)
+            }
+            shared.awaitingResponse = true
+            suspendLocked(&shared)
+            return .suspended
+        }
+    }
+
+    /// The handler task hands over the response head; wakes the connection if it waits for it.
+    func deliver(_ response: PreparedResponse) {
+        let stillOpen = shared.withLock { shared in
+            guard shared.connectionOpen else { return false }
+            shared.response = response
+            if shared.awaitingResponse {
+                shared.awaitingResponse = false
+                resumeLocked(&shared)
+            }
+            return true
+        }
+        if !stillOpen, case .stream(let stream) = response.body { stream.close() }
+    }
+
+    func makeResponseStream(highWater: Int) -> ResponseStream {
+        let stream = ResponseStream(
+            highWater: highWater,
+            suspendConnection: { [weak self] in self?.suspend() },
+            resumeConnection: { [weak self] in self?.resume() }
+        )
+        let gone = shared.withLock { shared in
+            shared.responseStream = stream
+            return shared.clientGone || !shared.connectionOpen
+        }
+        if gone { stream.close() }
+        return stream
+    }
+
+    /// The disconnect watch saw the peer hang up while the connection was suspended, where
+    /// libmicrohttpd itself would not notice. Wake the connection so it fails and completes.
+    func clientDisconnected() {
+        let stream: ResponseStream? = shared.withLock { shared in
+            shared.clientGone = true
+            if shared.responseStream == nil { resumeLocked(&shared) }
+            return shared.responseStream
+        }
+        // Closing the stream wakes its reader, which answers "end with error".
+        stream?.close()
+    }
+
+    /// Shutdown after the grace period: cancel the work and release the connection.
+    func abandon() {
+        task?.cancel()
+        clientDisconnected()
+    }
+
+    /// libmicrohttpd is done with the connection for this request (sent, failed or aborted).
+    func connectionClosed(completedNormally: Bool) {
+        let (stream, task): (ResponseStream?, Task<Void, Never>?) = shared.withLock { shared in
+            shared.connectionOpen = false
+            if shared.suspended {
+                shared.suspended = false
+                server.disconnectWatch.remove(self)
+            }
+            return (shared.responseStream, shared.task)
+        }
+        requestBody?.finish(throwing: TransportStreamError.clientDisconnected)
+        stream?.close()
+        // After a normal completion the task has finished or only its early answer was sent
+        // (413, ...); either way nothing it still does can reach the client.
+        task?.cancel()
+    }
+
+    private func suspendLocked(_ shared: inout Shared) {
+        guard shared.connectionOpen, !shared.suspended else { return }
+        shared.suspended = true
+        MHD_suspend_connection(connectionPointer)
+        server.disconnectWatch.add(self)
+    }
+
+    private func resumeLocked(_ shared: inout Shared) {
+        guard shared.connectionOpen, shared.suspended else { return }
+        shared.suspended = false
+        MHD_resume_connection(connectionPointer)
+        server.disconnectWatch.remove(self)
+    }
+}
