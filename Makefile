@@ -1,0 +1,61 @@
+# ociman — build, run, test and benchmark ocimand.
+# Machine set-up (Debian packages, dockerd, Podman API service, localhost/busybox:test) lives in
+# scripts/setup-engines.sh; every target that needs engines calls it (it is idempotent and fast).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+
+SWIFT   ?= swift
+SETUP   := scripts/setup-engines.sh
+PYTHON  ?= python3
+ARGS    ?=
+BENCH_ARGS ?=
+
+# Swift lives in /opt/swift on these machines; make sure it is found from a bare environment.
+export PATH := $(PATH):/opt/swift/usr/bin
+
+.PHONY: deps engines build run test bench fuzz clean help
+
+help:
+	@echo "targets: deps build run test bench fuzz clean"
+	@echo "  make run ARGS='--listen 127.0.0.1:8420'   build (release) and exec ocimand"
+	@echo "  make bench BENCH_ARGS='--only health'      run part of the benchmark"
+
+## deps: Debian packages needed to build ocimand (libmicrohttpd, OpenSSL, pkg-config)
+deps:
+	$(SETUP) --build-deps-only
+
+## engines: full machine set-up (packages, dockerd, Podman service, base image)
+engines:
+	$(SETUP)
+
+build:
+	$(SWIFT) build -c release --product ocimand
+
+## run: enough engine set-up to run (Podman + containers.conf on an engine-less machine;
+## ocimand auto-detects and supervises its own Podman service), then exec the release binary.
+run:
+	$(SETUP) --run
+	$(SWIFT) build -c release
+	exec .build/release/ocimand $(ARGS)
+
+## test: both engines up, then the whole test suite. Integration suites read OCIMAN_TEST_ENGINES.
+test: export OCIMAN_TEST_ENGINES := docker,podman
+test:
+	$(SETUP)
+	$(SWIFT) build --build-tests
+	$(SWIFT) test
+
+bench:
+	$(SETUP)
+	$(SWIFT) build -c release
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+
+fuzz:
+	@if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh; \
+	elif [ -f scripts/fuzz.sh ]; then bash scripts/fuzz.sh; \
+	else echo "fuzz: scripts/fuzz.sh is not there yet; nothing to run"; fi
+
+clean:
+	rm -rf .build bench/out
