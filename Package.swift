@@ -58,7 +58,10 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
+            plugins: [
+                .plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator"),
+                .plugin(name: "EmbedContract"),
+            ]
         ),
         .executableTarget(
             name: "ocimand",
@@ -66,10 +69,13 @@ let package = Package(
                 "OcimanAPI",
                 "MHDTransport",
                 "OcimanCore",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .executableTarget(name: "EmbedContractTool", path: "Plugins/EmbedContractTool"),
+        .plugin(name: "EmbedContract", capability: .buildTool(), dependencies: ["EmbedContractTool"]),
         // Shared by every suite: starts ocimand, talks HTTP to it, labels and cleans up engine resources.
         .target(
             name: "OcimanTestSupport",

@@ -79,6 +79,7 @@ public final class EngineClient: Sendable {
         let (body, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
         let headPromise = connection.channel.eventLoop.makePromise(of: HTTPResponseHead.self)
         let deadline = Deadline(channel: connection.channel, after: timeout)
+        let ended = OnceFlag()
 
         var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: target)
         head.headers.add(name: "Host", value: "localhost")
@@ -102,7 +103,7 @@ public final class EngineClient: Sendable {
         let handler = connection.handler
         let sendHead = head
         try await channel.eventLoop.submit {
-            handler.value.begin(ResponseSink(head: headPromise, body: continuation))
+            handler.value.begin(ResponseSink(head: headPromise, body: continuation, ended: ended))
             channel.write(HTTPClientRequestPart.head(sendHead), promise: nil)
             if let fixedBody {
                 channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: fixedBody))), promise: nil)
@@ -143,7 +144,9 @@ public final class EngineClient: Sendable {
 
         continuation.onTermination = { termination in
             // A consumer that stops early cancels the engine operation by closing the connection.
-            if case .cancelled = termination { channel.close(promise: nil) }
+            // A stream dropped after its response ended also reports `.cancelled`; by then the
+            // connection may be serving the next request from the pool, so it must stay open.
+            if case .cancelled = termination, !ended.isSet { channel.close(promise: nil) }
         }
         let status = Int(responseHead.status.code)
         if status >= 400 {
@@ -279,10 +282,10 @@ struct PooledConnection: Sendable {
 /// fails and `fired` tells the caller it was a timeout rather than a broken engine.
 private final class Deadline: Sendable {
     private let task: Scheduled<Void>
-    private let state: NIOLockedBool
+    private let state: OnceFlag
 
     init(channel: any Channel, after timeout: Duration) {
-        let state = NIOLockedBool()
+        let state = OnceFlag()
         self.state = state
         let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000
             + timeout.components.attoseconds / 1_000_000_000
@@ -292,14 +295,8 @@ private final class Deadline: Sendable {
         }
     }
 
-    var fired: Bool { state.value }
+    var fired: Bool { state.isSet }
     func cancel() { task.cancel() }
-}
-
-private final class NIOLockedBool: Sendable {
-    private let flag = Mutex(false)
-    var value: Bool { flag.withLock { $0 } }
-    func set() { flag.withLock { $0 = true } }
 }
 
 /// A hijacked connection: write stdin, half-close to send EOF, read the engine's raw output.

@@ -1,10 +1,20 @@
 import NIOCore
+import Synchronization
 import NIOHTTP1
 
 /// The head and a body stream of one engine response.
 struct ResponseSink {
     var head: EventLoopPromise<HTTPResponseHead>?
     var body: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
+    /// Set once the whole response is in, before the body stream finishes.
+    var ended: OnceFlag
+}
+
+/// A flag that is set once and read from any thread.
+final class OnceFlag: Sendable {
+    private let flag = Mutex(false)
+    var isSet: Bool { flag.withLock { $0 } }
+    func set() { flag.withLock { $0 = true } }
 }
 
 /// Feeds HTTP response parts of the one request in flight on a pooled connection to its sink.
@@ -35,6 +45,7 @@ final class ResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .body(let bytes):
             sink?.body.yield(bytes)
         case .end:
+            sink?.ended.set()
             sink?.body.finish()
             sink = nil
             onComplete(keepAlive)

@@ -1,0 +1,165 @@
+import Foundation
+
+/// The two engines ociman drives.
+public enum BackendKind: String, Sendable, CaseIterable {
+    case docker
+    case podman
+}
+
+/// Where ocimand will talk to its engine, decided at startup (SPEC §3).
+public struct BackendSelection: Sendable, Equatable {
+    public enum Endpoint: Sendable, Equatable {
+        /// An engine socket that answered `/_ping`.
+        case socket(String)
+        /// No Podman socket answered but the binary exists: ocimand runs its own service.
+        case privatePodmanService
+    }
+
+    public var kind: BackendKind
+    public var endpoint: Endpoint
+}
+
+/// Everything selection reads from the outside world, so the rules are testable as a table.
+public struct BackendEnvironment: Sendable {
+    public var variables: [String: String]
+    /// Contents of `~/.config/ociman.toml`, nil when the file does not exist.
+    public var configFile: String?
+    public var podmanBinaryExists: Bool
+    /// True when a socket at this path answers `GET /_ping`.
+    public var probe: @Sendable (String) async -> Bool
+
+    public init(
+        variables: [String: String],
+        configFile: String?,
+        podmanBinaryExists: Bool,
+        probe: @escaping @Sendable (String) async -> Bool
+    ) {
+        self.variables = variables
+        self.configFile = configFile
+        self.podmanBinaryExists = podmanBinaryExists
+        self.probe = probe
+    }
+}
+
+public enum BackendSelectionError: Error, Sendable, Equatable, CustomStringConvertible {
+    case invalidOverride(String)
+    case invalidConfig(String)
+    case unsupportedHost(variable: String, value: String)
+    case unreachable(BackendKind, tried: [String])
+    case noEngine(tried: [String])
+
+    public var description: String {
+        switch self {
+        case .invalidOverride(let value):
+            "invalid OCIMAN_BACKEND \"\(value)\": expected \"docker\" or \"podman\""
+        case .invalidConfig(let message):
+            "invalid ~/.config/ociman.toml: \(message)"
+        case .unsupportedHost(let variable, let value):
+            "\(variable)=\"\(value)\" is not supported: only unix:// socket paths are"
+        case .unreachable(let kind, let tried):
+            "OCIMAN_BACKEND=\(kind.rawValue) but no \(kind == .docker ? "Docker" : "Podman") engine answers "
+                + "(tried \(tried.joined(separator: ", ")))"
+        case .noEngine(let tried):
+            "no container engine found (tried \(tried.joined(separator: ", "))); "
+                + "start dockerd or install podman, or set OCIMAN_BACKEND"
+        }
+    }
+}
+
+public enum BackendSelector {
+    /// SPEC §3: the override wins; otherwise the config file's preference, then Docker before
+    /// Podman (Podman first when preferred).
+    public static func select(_ environment: BackendEnvironment) async throws -> BackendSelection {
+        if let override = environment.variables["OCIMAN_BACKEND"] {
+            guard let kind = BackendKind(rawValue: override) else {
+                throw BackendSelectionError.invalidOverride(override)
+            }
+            var tried: [String] = []
+            if let selection = try await find(kind, environment, tried: &tried) { return selection }
+            throw BackendSelectionError.unreachable(kind, tried: tried)
+        }
+        let preference = try parseConfig(environment.configFile)
+        let order: [BackendKind] = preference == .podman ? [.podman, .docker] : [.docker, .podman]
+        var tried: [String] = []
+        for kind in order {
+            if let selection = try await find(kind, environment, tried: &tried) { return selection }
+        }
+        throw BackendSelectionError.noEngine(tried: tried)
+    }
+
+    /// Candidate sockets in the order SPEC §3.3 gives.
+    public static func candidateSockets(_ kind: BackendKind, _ variables: [String: String]) throws -> [String] {
+        switch kind {
+        case .docker:
+            if let host = variables["DOCKER_HOST"], !host.isEmpty {
+                return [try unixPath("DOCKER_HOST", host)]
+            }
+            return ["/var/run/docker.sock"]
+        case .podman:
+            var paths: [String] = []
+            if let host = variables["CONTAINER_HOST"], !host.isEmpty {
+                paths.append(try unixPath("CONTAINER_HOST", host))
+            }
+            if let runtimeDirectory = variables["XDG_RUNTIME_DIR"], !runtimeDirectory.isEmpty {
+                paths.append(runtimeDirectory + "/podman/podman.sock")
+            }
+            paths.append("/run/podman/podman.sock")
+            return paths
+        }
+    }
+
+    private static func find(
+        _ kind: BackendKind,
+        _ environment: BackendEnvironment,
+        tried: inout [String]
+    ) async throws -> BackendSelection? {
+        for path in try candidateSockets(kind, environment.variables) {
+            tried.append("unix://\(path)")
+            if await environment.probe(path) { return BackendSelection(kind: kind, endpoint: .socket(path)) }
+        }
+        if kind == .podman {
+            if environment.podmanBinaryExists { return BackendSelection(kind: .podman, endpoint: .privatePodmanService) }
+            tried.append("podman binary (not installed)")
+        }
+        return nil
+    }
+
+    private static func unixPath(_ variable: String, _ value: String) throws -> String {
+        guard value.hasPrefix("unix://"), value.count > "unix://".count else {
+            throw BackendSelectionError.unsupportedHost(variable: variable, value: value)
+        }
+        return String(value.dropFirst("unix://".count))
+    }
+
+    /// The file has one key, `default_backend`; anything else is an error rather than a
+    /// silently ignored typo.
+    static func parseConfig(_ text: String?) throws -> BackendKind? {
+        guard let text else { return nil }
+        var preference: BackendKind?
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            let parts = trimmed.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard parts.count == 2 else {
+                throw BackendSelectionError.invalidConfig("line \(number + 1): expected key = \"value\"")
+            }
+            guard parts[0] == "default_backend" else {
+                throw BackendSelectionError.invalidConfig("line \(number + 1): unknown key \"\(parts[0])\"")
+            }
+            let value = parts[1]
+            guard value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") else {
+                throw BackendSelectionError.invalidConfig("line \(number + 1): default_backend must be a quoted string")
+            }
+            switch value.dropFirst().dropLast() {
+            case "auto": preference = nil
+            case "docker": preference = .docker
+            case "podman": preference = .podman
+            default:
+                throw BackendSelectionError.invalidConfig(
+                    "line \(number + 1): default_backend must be \"auto\", \"docker\" or \"podman\"")
+            }
+        }
+        return preference
+    }
+}

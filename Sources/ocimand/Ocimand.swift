@@ -1,0 +1,169 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MHDTransport
+import OcimanAPI
+import OcimanCore
+import OpenAPIRuntime
+
+@main
+struct Ocimand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ocimand",
+        abstract: "One REST API over Docker and Podman.",
+        discussion: "Every option can also be set with the environment variable named in its help; the flag wins."
+    )
+
+    @Option(help: "HOST:PORT, [IPv6]:PORT or unix:PATH to listen on (OCIMAN_LISTEN). Default 127.0.0.1:8420.")
+    var listen: String?
+
+    @Option(help: "docker or podman; unset auto-detects (OCIMAN_BACKEND).")
+    var backend: String?
+
+    @Option(help: "Seconds before an engine call without a response fails (OCIMAN_ENGINE_TIMEOUT). Default 30.")
+    var engineTimeout: Int?
+
+    @Option(help: "Directory that build and hash contexts may be read from; repeatable (OCIMAN_CONTEXT_ROOTS, colon-separated).")
+    var contextRoot: [String] = []
+
+    @Option(help: "Permissions of a unix: listen socket, octal (OCIMAN_SOCKET_MODE). Default 600.")
+    var socketMode: String?
+
+    @Option(help: "Seconds an idle connection is kept open (OCIMAN_IDLE_TIMEOUT). Default 60.")
+    var idleTimeout: Int?
+
+    @Option(help: "Maximum simultaneous connections (OCIMAN_MAX_CONNECTIONS). Default 1024.")
+    var maxConnections: Int?
+
+    @Option(help: "Maximum JSON request body in bytes (OCIMAN_MAX_BODY). Default 1048576.")
+    var maxBody: Int64?
+
+    @Option(help: "Maximum tar build-context upload in bytes (OCIMAN_MAX_TAR_BODY). Default 8 GiB.")
+    var maxTarBody: Int64?
+
+    @Option(help: "Seconds in-flight requests get to finish on SIGTERM (OCIMAN_SHUTDOWN_GRACE). Default 10.")
+    var shutdownGrace: Int?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical (OCIMAN_LOG_LEVEL). Default info.")
+    var logLevel: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let settings = try Settings(command: self, environment: environment)
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = settings.logLevel
+            return handler
+        }
+        let logger = Logger(label: "ocimand")
+        signal(SIGPIPE, SIG_IGN)
+
+        let (selection, podmanService) = try await Self.selectBackend(settings: settings, environment: environment, logger: logger)
+        let socketPath: String
+        switch selection.endpoint {
+        case .socket(let path): socketPath = path
+        case .privatePodmanService: socketPath = podmanService!.socketPath
+        }
+        let runtime = Runtime(
+            kind: selection.kind,
+            socketPath: socketPath,
+            engineTimeout: .seconds(settings.engineTimeoutSeconds),
+            contextRoots: settings.contextRoots,
+            logger: logger
+        )
+        do {
+            try await runtime.connect()
+        } catch {
+            podmanService?.stop()
+            throw Failure("cannot use the \(selection.kind.rawValue) engine: \(error)")
+        }
+
+        var configuration = MHDServerConfiguration(listen: settings.listen) { status, detail in
+            (ProblemDocument.contentType, ProblemDocument.render(status: status, detail: detail))
+        }
+        configuration.unixSocketMode = settings.socketMode
+        configuration.idleTimeoutSeconds = settings.idleTimeoutSeconds
+        configuration.connectionLimit = settings.maxConnections
+        let jsonLimit = settings.maxBody
+        let tarLimit = settings.maxTarBody
+        configuration.bodyLimit = { request, _ in
+            request.headerFields[.contentType]?.hasPrefix("application/x-tar") == true ? tarLimit : jsonLimit
+        }
+        let server = MHDServer(configuration: configuration)
+        let handler = APIHandler(runtime: runtime, logger: logger)
+        try handler.registerHandlers(
+            on: server,
+            configuration: .init(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
+            middlewares: [ProblemMiddleware()]
+        )
+        let bound: ListenAddress
+        do {
+            bound = try server.start()
+        } catch {
+            podmanService?.stop()
+            throw Failure("cannot listen on \(settings.listen): \(error)")
+        }
+        logger.info(
+            "ocimand listening",
+            metadata: ["address": "\(bound)", "backend": "\(selection.kind.rawValue)", "endpoint": "\(runtime.endpoint)"])
+
+        let signal = await Self.waitForTerminationSignal()
+        logger.info("shutting down", metadata: ["signal": "\(signal)", "in_flight": "\(server.inFlightRequestCount)"])
+        await server.shutdown(gracePeriod: .seconds(settings.shutdownGraceSeconds))
+        podmanService?.stop()
+        logger.info("stopped")
+    }
+
+    private static func selectBackend(
+        settings: Settings,
+        environment: [String: String],
+        logger: Logger
+    ) async throws -> (BackendSelection, PodmanService?) {
+        var variables = environment
+        if let backend = settings.backendOverride { variables["OCIMAN_BACKEND"] = backend }
+        let home = environment["HOME"] ?? NSHomeDirectory()
+        let configFile = try? String(contentsOfFile: "\(home)/.config/ociman.toml", encoding: .utf8)
+        let selection: BackendSelection
+        do {
+            selection = try await BackendSelector.select(
+                BackendEnvironment(
+                    variables: variables,
+                    configFile: configFile,
+                    podmanBinaryExists: PodmanService.podmanPath() != nil,
+                    probe: { path in await EngineProbe.answersPing(socketPath: path) }
+                ))
+        } catch let error as BackendSelectionError {
+            throw Failure(error.description)
+        }
+        guard selection.endpoint == .privatePodmanService else { return (selection, nil) }
+        let service = try PodmanService(logger: logger)
+        try service.start()
+        // The service needs a moment to create its socket.
+        for _ in 0..<100 {
+            if await EngineProbe.answersPing(socketPath: service.socketPath) { return (selection, service) }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        service.stop()
+        throw Failure("started podman system service but its socket \(service.socketPath) never answered")
+    }
+
+    private static func waitForTerminationSignal() async -> Int32 {
+        let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)
+        let sources = [SIGTERM, SIGINT].map { number in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { continuation.yield(number) }
+            source.resume()
+            return source
+        }
+        defer { sources.forEach { $0.cancel() } }
+        for await number in signals { return number }
+        return SIGTERM
+    }
+}
+
+/// A startup failure: printed as one line, exit status 1.
+struct Failure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,139 @@
+import EngineDriver
+import Foundation
+import Synchronization
+
+/// Engines the integration suites run against: `OCIMAN_TEST_ENGINES` (comma-separated), set by
+/// `make test` once both engines are up; by default whichever engine sockets answer.
+public enum TestEngines {
+    public static let dockerSocket = "/var/run/docker.sock"
+    public static let podmanSocket = "/run/podman/podman.sock"
+
+    public static var available: [String] {
+        if let list = ProcessInfo.processInfo.environment["OCIMAN_TEST_ENGINES"], !list.isEmpty {
+            return list.split(separator: ",").map(String.init)
+        }
+        var engines: [String] = []
+        if FileManager.default.fileExists(atPath: dockerSocket) { engines.append("docker") }
+        if FileManager.default.fileExists(atPath: podmanSocket) { engines.append("podman") }
+        return engines
+    }
+
+    public static func socket(for engine: String) -> String {
+        engine == "podman" ? podmanSocket : dockerSocket
+    }
+
+    /// The base image every test builds on (imported by scripts/setup-engines.sh).
+    public static let baseImage = "localhost/busybox:test"
+}
+
+/// A running `ocimand` binary, started the way a user would start it.
+public final class OcimandProcess: Sendable {
+    public let engine: String
+    public let host: String
+    public let port: Int
+    private let process: ProcessBox
+    public let logPath: String
+
+    public var baseURL: String { "http://\(host):\(port)" }
+
+    /// Starts ocimand on an ephemeral loopback port with `OCIMAN_BACKEND=engine`.
+    public static func start(
+        engine: String,
+        arguments: [String] = [],
+        environment: [String: String] = [:]
+    ) async throws -> OcimandProcess {
+        let binary = try locateBinary()
+        let logPath = NSTemporaryDirectory() + "ocimand-test-\(UUID().uuidString).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = ["--listen", "127.0.0.1:0"] + arguments
+        var variables = ProcessInfo.processInfo.environment
+        variables["OCIMAN_BACKEND"] = engine
+        for (key, value) in environment { variables[key] = value }
+        process.environment = variables
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+        let box = ProcessBox(process)
+        // ocimand logs "address=HOST:PORT" once it listens.
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline {
+            let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            if let range = text.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+                let port = Int(text[range].split(separator: ":").last!)!
+                return OcimandProcess(engine: engine, host: "127.0.0.1", port: port, process: box, logPath: logPath)
+            }
+            if !process.isRunning {
+                throw TestSupportError("ocimand exited with \(process.terminationStatus) at startup:\n\(text)")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        box.terminate()
+        throw TestSupportError("ocimand did not start listening within 30 s")
+    }
+
+    private init(engine: String, host: String, port: Int, process: ProcessBox, logPath: String) {
+        self.engine = engine
+        self.host = host
+        self.port = port
+        self.process = process
+        self.logPath = logPath
+    }
+
+    public var processIdentifier: Int32 { process.pid }
+
+    /// SIGTERM and wait; returns the exit status.
+    @discardableResult
+    public func stop() -> Int32 {
+        process.terminate()
+    }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    public static func locateBinary() throws -> String {
+        if let explicit = ProcessInfo.processInfo.environment["OCIMAN_BINARY"] { return explicit }
+        // The test bundle sits in the build directory next to the products.
+        var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<3 {
+            let candidate = directory.appendingPathComponent("ocimand").path
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+            directory = directory.deletingLastPathComponent()
+        }
+        for candidate in [".build/debug/ocimand", ".build/release/ocimand"]
+        where FileManager.default.isExecutableFile(atPath: candidate) {
+            return candidate
+        }
+        throw TestSupportError("ocimand binary not found; run `swift build` first or set OCIMAN_BINARY")
+    }
+}
+
+private final class ProcessBox: @unchecked Sendable {
+    private let process: Process
+    private let lock = Mutex(false)
+
+    init(_ process: Process) { self.process = process }
+
+    var pid: Int32 { process.processIdentifier }
+
+    func terminate() -> Int32 {
+        lock.withLock { stopped in
+            if !stopped, process.isRunning {
+                process.terminate()
+            }
+            stopped = true
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit {
+        if process.isRunning { process.terminate() }
+    }
+}
+
+public struct TestSupportError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
