@@ -18,14 +18,6 @@ extension APIHandler {
         throw NotImplementedYet(operation: "removeContainer")
     }
 
-    public func execInContainer(_ input: Operations.ExecInContainer.Input) async throws -> Operations.ExecInContainer.Output {
-        throw NotImplementedYet(operation: "execInContainer")
-    }
-
-    public func getContainerLogs(_ input: Operations.GetContainerLogs.Input) async throws -> Operations.GetContainerLogs.Output {
-        throw NotImplementedYet(operation: "getContainerLogs")
-    }
-
     public func stopContainer(_ input: Operations.StopContainer.Input) async throws -> Operations.StopContainer.Output {
         throw NotImplementedYet(operation: "stopContainer")
     }
