@@ -1,0 +1,62 @@
+/// Container output: `GET /containers/{id}/logs` (compat, the same on Docker and Podman).
+public struct ContainerLogsQuery: Sendable, Equatable {
+    /// Keep the request open and stream new output until the container stops.
+    public var follow: Bool
+    /// Only the last N lines of existing output; nil for all.
+    public var tail: Int?
+    /// Only output at or after this Unix time (seconds).
+    public var since: Int?
+    /// Prefix each log entry with the engine's RFC 3339 timestamp and a space.
+    public var timestamps: Bool
+
+    public init(follow: Bool = false, tail: Int? = nil, since: Int? = nil, timestamps: Bool = false) {
+        self.follow = follow
+        self.tail = tail
+        self.since = since
+        self.timestamps = timestamps
+    }
+}
+
+/// The part of a container inspect that decides how its output is encoded.
+public struct ContainerOutputMode: Decodable, Sendable {
+    public var id: String
+    /// With a TTY the output is one raw stream; without one it is 8-byte framed.
+    public var tty: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case id = "Id"
+        case config = "Config"
+    }
+
+    private struct Config: Decodable {
+        var tty: Bool?
+        enum CodingKeys: String, CodingKey { case tty = "Tty" }
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        id = try container.decode(String.self, forKey: .id)
+        tty = try container.decodeIfPresent(Config.self, forKey: .config)?.tty ?? false
+    }
+}
+
+extension EngineClient {
+    public func containerOutputMode(_ id: String) async throws -> ContainerOutputMode {
+        try await send(EngineRequest(.GET, "/containers/\(EngineRequest.escape(id))/json")).decode(ContainerOutputMode.self)
+    }
+
+    /// Both streams of the container's output. Framing follows the container's TTY flag, not the
+    /// Content-Type (Podman labels framed output as raw). Podman sends the response head of a
+    /// follow only with the first output, so a follow should pass a long `timeout`.
+    public func containerLogs(_ id: String, _ query: ContainerLogsQuery, timeout: Duration? = nil) async throws
+        -> EngineStream
+    {
+        var parameters = [("stdout", "true"), ("stderr", "true")]
+        if query.follow { parameters.append(("follow", "true")) }
+        if let tail = query.tail { parameters.append(("tail", String(tail))) }
+        if let since = query.since { parameters.append(("since", String(since))) }
+        if query.timestamps { parameters.append(("timestamps", "true")) }
+        return try await stream(
+            EngineRequest(.GET, "/containers/\(EngineRequest.escape(id))/logs", query: parameters, timeout: timeout))
+    }
+}
