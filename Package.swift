@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libmicrohttpd plus a few C functions for what Swift cannot call (variadic start, cast macros).
@@ -40,6 +42,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         .target(
@@ -48,6 +51,7 @@ let package = Package(
                 "EngineDriver",
                 "CCrypto",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         .target(
@@ -57,6 +61,8 @@ let package = Package(
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             plugins: [
                 .plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator"),
@@ -83,6 +89,7 @@ let package = Package(
             path: "Tests/OcimanTestSupport"
         ),
         .testTarget(name: "OcimanCoreTests", dependencies: ["OcimanCore"]),
+        .testTarget(name: "OcimanAPITests", dependencies: ["OcimanAPI"]),
         .testTarget(name: "MHDTransportTests", dependencies: ["MHDTransport", "OcimanTestSupport"]),
         .testTarget(name: "EngineDriverTests", dependencies: ["EngineDriver", "OcimanTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["OcimanTestSupport", "OcimanCore"]),

@@ -73,6 +73,8 @@ public final class EngineClient: Sendable {
     /// Sends a request and returns once the response head is in; the body streams.
     /// Statuses ≥ 400 become `EngineError` after reading the (short) error body.
     public func stream(_ request: EngineRequest) async throws -> EngineStream {
+        let started = ContinuousClock.now
+        defer { EngineMetrics.observe(request, since: started) }
         let target = request.target(prefix: try await prefix(for: request.api))
         let timeout = request.timeout ?? defaultTimeout
         let connection = try await acquire(timeout: timeout)
@@ -160,6 +162,8 @@ public final class EngineClient: Sendable {
     /// Sends `Connection: Upgrade` / `Upgrade: tcp`; both engines answer 101 and then speak raw
     /// bytes in both directions.
     public func hijack(_ request: EngineRequest) async throws -> HijackedConnection {
+        let started = ContinuousClock.now
+        defer { EngineMetrics.observe(request, since: started) }
         let target = request.target(prefix: try await prefix(for: request.api))
         let timeout = request.timeout ?? defaultTimeout
         let (output, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)

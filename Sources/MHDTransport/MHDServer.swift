@@ -87,6 +87,11 @@ public final class MHDServer: ServerTransport, Sendable {
 
     public var inFlightRequestCount: Int { inFlight.withLock { $0.count } }
 
+    /// Client connections open now, idle keep-alive ones included; 0 before start and after shutdown.
+    public var openConnectionCount: Int {
+        daemon.withLock { $0.map { Int(ociman_mhd_connection_count($0.pointer)) } ?? 0 }
+    }
+
     // MARK: - libmicrohttpd callbacks (on the daemon's threads)
 
     fileprivate func beginRequest(rawTarget: String, connection: OpaquePointer) -> RequestContext {

@@ -11,7 +11,8 @@ struct Ocimand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "ocimand",
         abstract: "One REST API over Docker and Podman.",
-        discussion: "Every option can also be set with the environment variable named in its help; the flag wins."
+        discussion: "Every option can also be set with the environment variable named in its help; the flag wins.",
+        subcommands: [Healthcheck.self]
     )
 
     @Option(help: "HOST:PORT, [IPv6]:PORT or unix:PATH to listen on (OCIMAN_LISTEN). Default 127.0.0.1:8420.")
@@ -47,14 +48,13 @@ struct Ocimand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (OCIMAN_LOG_LEVEL). Default info.")
     var logLevel: String?
 
+    @Option(help: "text or json: one JSON object per log line on stderr (OCIMAN_LOG_FORMAT). Default text.")
+    var logFormat: String?
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let settings = try Settings(command: self, environment: environment)
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = settings.logLevel
-            return handler
-        }
+        let metrics = Observability.bootstrap(logLevel: settings.logLevel, logFormat: settings.logFormat)
         let logger = Logger(label: "ocimand")
         signal(SIGPIPE, SIG_IGN)
 
@@ -94,8 +94,9 @@ struct Ocimand: AsyncParsableCommand {
         try handler.registerHandlers(
             on: server,
             configuration: .init(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
-            middlewares: [ProblemMiddleware()]
+            middlewares: [ObservabilityMiddleware(logger: logger, metricsFactory: metrics), ProblemMiddleware()]
         )
+        metrics.addGauge(MetricNames.connectionsOpen) { [server] in server.openConnectionCount }
         let bound: ListenAddress
         do {
             bound = try server.start()

@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import MHDTransport
+import OcimanAPI
 
 /// The resolved configuration: flag, else environment variable, else default.
 struct Settings {
@@ -15,6 +16,7 @@ struct Settings {
     var maxTarBody: Int64
     var shutdownGraceSeconds: Int
     var logLevel: Logger.Level
+    var logFormat: Observability.LogFormat
 
     init(command: Ocimand, environment: [String: String]) throws {
         func value(_ flag: String?, _ variable: String) -> String? {
@@ -58,5 +60,10 @@ struct Settings {
             throw Failure("invalid log level \"\(levelText)\": expected trace, debug, info, notice, warning, error or critical")
         }
         logLevel = level
+        let formatText = value(command.logFormat, "OCIMAN_LOG_FORMAT") ?? "text"
+        guard let format = Observability.LogFormat(rawValue: formatText) else {
+            throw Failure("invalid log format \"\(formatText)\": expected text or json")
+        }
+        logFormat = format
     }
 }

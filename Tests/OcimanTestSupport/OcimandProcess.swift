@@ -57,11 +57,11 @@ public final class OcimandProcess: Sendable {
         process.standardError = log
         try process.run()
         let box = ProcessBox(process)
-        // ocimand logs "address=HOST:PORT" once it listens.
+        // ocimand logs "address=HOST:PORT" (or "address":"HOST:PORT" with --log-format json) once it listens.
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-            if let range = text.range(of: #"address=127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
+            if let range = text.range(of: #"address"?[=:]"?127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
                 let port = Int(text[range].split(separator: ":").last!)!
                 return OcimandProcess(engine: engine, host: "127.0.0.1", port: port, process: box, logPath: logPath)
             }

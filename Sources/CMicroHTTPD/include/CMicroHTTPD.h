@@ -33,4 +33,7 @@ ssize_t ociman_mhd_reader_end_with_error(void);
 /// The client socket of a connection, or -1.
 int ociman_mhd_connection_fd(struct MHD_Connection *connection);
 
+/// Open client connections across the daemon's worker threads (MHD_get_daemon_info is variadic).
+unsigned int ociman_mhd_connection_count(struct MHD_Daemon *daemon);
+
 #endif

@@ -1,0 +1,12 @@
+import CoreMetrics
+
+/// Metrics the runtime core reports through swift-metrics (exported by ocimand at `GET /metrics`).
+public enum OcimanMetrics {
+    /// Counter of containers removed because their time-to-live or session expired.
+    public static let reapedContainers = "ociman_reaped_containers_total"
+
+    /// Call once per container the reaper removes.
+    public static func containerReaped() {
+        Counter(label: reapedContainers).increment()
+    }
+}
