@@ -15,10 +15,10 @@ BENCH_ARGS ?=
 # Swift lives in /opt/swift on these machines; make sure it is found from a bare environment.
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: deps engines build run test bench fuzz clean help
+.PHONY: deps engines build run test bench fuzz clean help image-test deploy-check
 
 help:
-	@echo "targets: deps build run test bench fuzz clean"
+	@echo "targets: deps build run test bench fuzz clean image-test deploy-check"
 	@echo "  make run ARGS='--listen 127.0.0.1:8420'   build (release) and exec ocimand"
 	@echo "  make bench BENCH_ARGS='--only health'      run part of the benchmark"
 
@@ -56,6 +56,16 @@ fuzz:
 	@if [ -x scripts/fuzz.sh ]; then scripts/fuzz.sh; \
 	elif [ -f scripts/fuzz.sh ]; then bash scripts/fuzz.sh; \
 	else echo "fuzz: scripts/fuzz.sh is not there yet; nothing to run"; fi
+
+## image-test: build the container image with Podman (local Debian base, host-built static binary),
+## run it against the host engine socket and check /health, /backend, the token and the HEALTHCHECK.
+image-test:
+	$(SETUP)
+	scripts/image-test.sh
+
+## deploy-check: hadolint, systemd-analyze verify, kubernetes-validate (all offline).
+deploy-check:
+	PYTHON=$(PYTHON) scripts/deploy-check.sh
 
 clean:
 	rm -rf .build bench/out

@@ -3,11 +3,11 @@ import Foundation
 import Glibc
 import MHDTransport
 
-/// `ocimand healthcheck`: asks a running ocimand for `GET /health` and exits 0 when it answers 200,
-/// 1 otherwise. For container HEALTHCHECKs, where images carry no curl.
+/// `ocimand healthcheck`: asks a running ocimand for `GET /health` (or `/ready`) and exits 0 when it
+/// answers 200, 1 otherwise. For container HEALTHCHECKs and exec probes, where images carry no curl.
 struct Healthcheck: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Exit 0 when the ocimand at the listen address answers GET /health with 200, else 1.",
+        abstract: "Exit 0 when the ocimand at the listen address answers GET /health (or /ready) with 200, else 1.",
         discussion: """
             Takes the server's options and environment (--listen/OCIMAN_LISTEN, the token), so inside a \
             container it needs no arguments. A wildcard listen address (0.0.0.0, ::) is probed on loopback.
@@ -17,8 +17,16 @@ struct Healthcheck: ParsableCommand {
     /// The server's own options (`--listen`, ...), so the probe goes where the server listens.
     @ParentCommand var server: Ocimand
 
+    @Option(help: "/health (the process serves) or /ready (and its engine answers).")
+    var path: ProbePath = .health
+
     @Option(help: "Seconds to wait for the answer.")
     var timeout: Int = 5
+
+    enum ProbePath: String, ExpressibleByArgument, CaseIterable {
+        case health = "/health"
+        case ready = "/ready"
+    }
 
     func run() throws {
         let environment = ProcessInfo.processInfo.environment
@@ -26,9 +34,9 @@ struct Healthcheck: ParsableCommand {
             let settings = try Settings(command: server, environment: environment)
             let address = settings.listen
             let token = environment["OCIMAN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-            let status = try HealthProbe.status(of: address, token: token, timeoutSeconds: max(1, timeout))
+            let status = try HealthProbe.status(of: address, path: path.rawValue, token: token, timeoutSeconds: max(1, timeout))
             guard status == 200 else {
-                FileHandle.standardError.write(Data("unhealthy: GET /health answered \(status)\n".utf8))
+                FileHandle.standardError.write(Data("unhealthy: GET \(path.rawValue) answered \(status)\n".utf8))
                 throw ExitCode(1)
             }
             print("healthy")
@@ -47,10 +55,10 @@ enum HealthProbe {
         let description: String
     }
 
-    static func status(of address: ListenAddress, token: String?, timeoutSeconds: Int) throws -> Int {
+    static func status(of address: ListenAddress, path: String, token: String?, timeoutSeconds: Int) throws -> Int {
         let socket = try connect(address, timeoutSeconds: timeoutSeconds)
         defer { close(socket) }
-        var request = "GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+        var request = "GET \(path) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         if let token { request += "Authorization: Bearer \(token)\r\n" }
         request += "\r\n"
         try sendAll(Array(request.utf8), on: socket)
