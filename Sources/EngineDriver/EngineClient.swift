@@ -123,6 +123,10 @@ public final class EngineClient: Sendable {
                 for try await chunk in chunks {
                     try await channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: chunk)))).get()
                 }
+                // AsyncThrowingStream ends quietly when the task is cancelled; a body cut short that
+                // way must not reach the engine as complete (a tar cut at an entry boundary would
+                // still build, from part of the context).
+                try Task.checkCancellation()
                 try await channel.writeAndFlush(HTTPClientRequestPart.end(nil)).get()
             } catch {
                 channel.close(promise: nil)

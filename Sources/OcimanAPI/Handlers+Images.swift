@@ -3,38 +3,185 @@ import OpenAPIRuntime
 
 extension APIHandler {
     public func buildImage(_ input: Operations.BuildImage.Input) async throws -> Operations.BuildImage.Output {
-        throw NotImplementedYet(operation: "buildImage")
+        let (source, options) = try await Self.buildInput(input)
+        let events = try await runtime.build(source, options)
+        return .ok(.init(body: .applicationXNdjson(NDJSONStream.body(events, BuildEventLines()))))
     }
 
     public func hashContext(_ input: Operations.HashContext.Input) async throws -> Operations.HashContext.Output {
-        throw NotImplementedYet(operation: "hashContext")
+        let source: BuildSource
+        let options: BuildOptions
+        switch input.body {
+        case .json(let request):
+            try Self.rejectQuery(input.query != .init())
+            source = try Self.source(request.context)
+            options = BuildOptions(
+                dockerfile: request.dockerfile, buildArguments: request.buildArgs?.additionalProperties ?? [:],
+                labels: request.labels?.additionalProperties ?? [:], target: request.target, name: request.name)
+        case .applicationXTar(let body):
+            let query = input.query
+            let upload = UploadStream(body)
+            source = .tar(upload)
+            options = try await Self.tarOptions(upload) { () throws(OcimanError) in
+                BuildOptions(
+                    dockerfile: query.dockerfile, buildArguments: try Self.pairs(query.buildArgs, field: "build_args"),
+                    labels: try Self.pairs(query.labels, field: "labels"), target: query.target, name: query.name)
+            }
+        }
+        let result = try await runtime.hashContext(source, options)
+        return .ok(.init(body: .json(.init(digest: result.hash.digest, tag: result.hash.tag, reference: result.reference))))
     }
 
     public func listImages(_ input: Operations.ListImages.Input) async throws -> Operations.ListImages.Output {
-        throw NotImplementedYet(operation: "listImages")
-    }
-
-    public func pullImage(_ input: Operations.PullImage.Input) async throws -> Operations.PullImage.Output {
-        throw NotImplementedYet(operation: "pullImage")
-    }
-
-    public func pushImage(_ input: Operations.PushImage.Input) async throws -> Operations.PushImage.Output {
-        throw NotImplementedYet(operation: "pushImage")
+        let images = try await runtime.listImages(name: input.query.name)
+        return .ok(.init(body: .json(images.map(Components.Schemas.Image.init))))
     }
 
     public func inspectImage(_ input: Operations.InspectImage.Input) async throws -> Operations.InspectImage.Output {
-        throw NotImplementedYet(operation: "inspectImage")
-    }
-
-    public func removeImage(_ input: Operations.RemoveImage.Input) async throws -> Operations.RemoveImage.Output {
-        throw NotImplementedYet(operation: "removeImage")
+        .ok(.init(body: .json(.init(try await runtime.inspectImage(input.path.reference)))))
     }
 
     public func checkImage(_ input: Operations.CheckImage.Input) async throws -> Operations.CheckImage.Output {
-        throw NotImplementedYet(operation: "checkImage")
+        try await runtime.imageExists(input.path.reference) ? .ok(.init()) : .notFound(.init())
     }
 
     public func tagImage(_ input: Operations.TagImage.Input) async throws -> Operations.TagImage.Output {
-        throw NotImplementedYet(operation: "tagImage")
+        guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected a JSON body") }
+        try await runtime.tagImage(input.path.reference, target: request.target)
+        return .created(.init())
     }
+
+    public func removeImage(_ input: Operations.RemoveImage.Input) async throws -> Operations.RemoveImage.Output {
+        try await runtime.removeImage(input.path.reference, force: input.query.force ?? false)
+        return .noContent(.init())
+    }
+
+    public func pullImage(_ input: Operations.PullImage.Input) async throws -> Operations.PullImage.Output {
+        guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected a JSON body") }
+        let events = try await runtime.pullImage(request.reference)
+        return .ok(.init(body: .applicationXNdjson(NDJSONStream.body(events, TransferEventLines()))))
+    }
+
+    public func pushImage(_ input: Operations.PushImage.Input) async throws -> Operations.PushImage.Output {
+        guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected a JSON body") }
+        let events = try await runtime.pushImage(request.reference)
+        return .ok(.init(body: .applicationXNdjson(NDJSONStream.body(events, TransferEventLines()))))
+    }
+
+    // MARK: - Input
+
+    private static func buildInput(_ input: Operations.BuildImage.Input) async throws(OcimanError) -> (BuildSource, BuildOptions) {
+        switch input.body {
+        case .json(let request):
+            try rejectQuery(input.query != .init())
+            return (
+                try source(request.context),
+                BuildOptions(
+                    dockerfile: request.dockerfile, buildArguments: request.buildArgs?.additionalProperties ?? [:],
+                    labels: request.labels?.additionalProperties ?? [:], target: request.target, tag: request.tag,
+                    name: request.name, ifAbsent: request.ifAbsent ?? false, noCache: request.noCache ?? false,
+                    pull: request.pull ?? false)
+            )
+        case .applicationXTar(let body):
+            let query = input.query
+            let upload = UploadStream(body)
+            let options = try await tarOptions(upload) { () throws(OcimanError) in
+                BuildOptions(
+                    dockerfile: query.dockerfile, buildArguments: try pairs(query.buildArgs, field: "build_args"),
+                    labels: try pairs(query.labels, field: "labels"), target: query.target, tag: query.tag,
+                    name: query.name, ifAbsent: query.ifAbsent ?? false, noCache: query.noCache ?? false,
+                    pull: query.pull ?? false)
+            }
+            return (.tar(upload), options)
+        }
+    }
+
+    /// Query options of a tar upload. A refusal still lets the body in first: the transport
+    /// sends the answer only once the request body is complete.
+    private static func tarOptions(
+        _ upload: UploadStream, _ parse: () throws(OcimanError) -> BuildOptions
+    ) async throws(OcimanError) -> BuildOptions {
+        do {
+            return try parse()
+        } catch {
+            await upload.drain()
+            throw error
+        }
+    }
+
+    /// The options of a JSON request live in its body; query parameters are for tar bodies.
+    private static func rejectQuery(_ present: Bool) throws(OcimanError) {
+        if present {
+            throw .invalid(
+                field: nil,
+                message: "query parameters are only for tar bodies; with a JSON body put the options in the body")
+        }
+    }
+
+    private static func source(_ context: Components.Schemas.BuildContext) throws(OcimanError) -> BuildSource {
+        switch (context.path, context.instructions) {
+        case (let path?, nil): .directory(path: path)
+        case (nil, let instructions?): .instructions(instructions)
+        default: throw .invalid(field: "context", message: "give exactly one of context.path and context.instructions")
+        }
+    }
+
+    /// Repeated `KEY=VALUE` query parameters; a key given twice is ambiguous, hence refused.
+    private static func pairs(_ items: [String]?, field: String) throws(OcimanError) -> [String: String] {
+        var result: [String: String] = [:]
+        for item in items ?? [] {
+            guard let equals = item.firstIndex(of: "="), equals != item.startIndex else {
+                throw .invalid(field: field, message: "expected KEY=VALUE, got \"\(item)\"")
+            }
+            let key = String(item[..<equals])
+            guard result.updateValue(String(item[item.index(after: equals)...]), forKey: key) == nil else {
+                throw .invalid(field: "\(field).\(key)", message: "given more than once")
+            }
+        }
+        return result
+    }
+}
+
+extension Components.Schemas.Image {
+    init(_ image: ImageInfo) {
+        self.init(
+            id: image.id, references: image.references, labels: .init(additionalProperties: image.labels),
+            created: image.created, size: Int(image.size))
+    }
+}
+
+struct BuildEventLines: NDJSONTranslator {
+    func lines(for event: BuildEvent) -> [Components.Schemas.BuildEvent] {
+        switch event {
+        case .log(let line):
+            [.init(_type: .log, line: line)]
+        case .result(let result):
+            [.init(
+                _type: .result, imageId: result.imageID, reference: result.reference, digest: result.digest,
+                cached: result.cached)]
+        case .error(let message):
+            [error(message)]
+        }
+    }
+
+    func finish() -> [Components.Schemas.BuildEvent] { [] }
+
+    func error(_ message: String) -> Components.Schemas.BuildEvent { .init(_type: .error, message: message) }
+}
+
+struct TransferEventLines: NDJSONTranslator {
+    func lines(for event: ImageTransferEvent) -> [Components.Schemas.StreamEvent] {
+        switch event {
+        case .status(let status, let id, let current, let total):
+            [.init(_type: .status, status: status, id: id, current: current.map(Int.init), total: total.map(Int.init))]
+        case .result(let reference, let imageID, let digest):
+            [.init(_type: .result, reference: reference, imageId: imageID, digest: digest)]
+        case .error(let message, let code):
+            [.init(_type: .error, message: message, code: code?.rawValue)]
+        }
+    }
+
+    func finish() -> [Components.Schemas.StreamEvent] { [] }
+
+    func error(_ message: String) -> Components.Schemas.StreamEvent { .init(_type: .error, message: message) }
 }

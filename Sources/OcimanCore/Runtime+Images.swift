@@ -1,0 +1,246 @@
+import EngineDriver
+import Glibc
+
+/// An image as `GET /images` and `GET /images/{reference}` describe it.
+public struct ImageInfo: Sendable, Equatable {
+    public var id: String
+    /// Repository tags; empty for an untagged image.
+    public var references: [String]
+    public var labels: [String: String]
+    /// RFC 3339.
+    public var created: String
+    public var size: Int64
+}
+
+/// One event of a pull or push stream; exactly one `result` or `error` ends it.
+public enum ImageTransferEvent: Sendable, Equatable {
+    case status(String, id: String?, current: Int64?, total: Int64?)
+    case result(reference: String, imageID: String?, digest: String?)
+    case error(String, code: RegistryErrorCode?)
+}
+
+/// Why a registry operation failed, as far as a client can act on it.
+public enum RegistryErrorCode: String, Sendable, Equatable {
+    /// The registry does not know the repository, tag or manifest.
+    case notFound = "not_found"
+    /// Credentials are missing or do not grant access.
+    case unauthorized
+    /// The registry could not be reached (DNS, connection refused, TLS, timeouts).
+    case unreachable
+
+    /// Classifies an engine's pull or push failure.
+    ///
+    /// The engine's HTTP status decides where there is one (Docker answers 404 for an unknown
+    /// repository). Otherwise the engines only pass on text: Podman sends every registry
+    /// failure as an error object inside a 200 stream, and Docker answers 500 for some. The
+    /// text is then matched against the OCI distribution error codes the engines render
+    /// verbatim (`MANIFEST_UNKNOWN` → "manifest unknown", `NAME_UNKNOWN` → "name unknown",
+    /// `UNAUTHORIZED`, `DENIED`) and Go's network error texts — protocol vocabulary, not
+    /// free-form wording.
+    public static func classify(status: Int?, message: String) -> RegistryErrorCode? {
+        if status == 404 { return .notFound }
+        let text = message.lowercased()
+        let notFound = ["manifest unknown", "name unknown", "repository does not exist", "not found: manifest"]
+        if notFound.contains(where: text.contains) { return .notFound }
+        let unauthorized = [
+            "unauthorized", "authentication required", "requested access to the resource is denied", "denied:",
+        ]
+        if unauthorized.contains(where: text.contains) { return .unauthorized }
+        let unreachable = [
+            "connection refused", "no such host", "i/o timeout", "network is unreachable", "no route to host",
+            "connection reset", "tls:", "x509:", "server gave http response to https client",
+            "pinging container registry", "dial tcp", "dial udp", "context deadline exceeded",
+        ]
+        if unreachable.contains(where: text.contains) { return .unreachable }
+        return nil
+    }
+}
+
+extension Runtime {
+    // MARK: - Inspect, list, tag, remove
+
+    /// Images, optionally only those with a reference in repository `name` (registry-insensitive
+    /// like the ociman library: `busybox` also matches `docker.io/library/busybox` and
+    /// `localhost/busybox`). A tag or digest in `name` must match too.
+    public func listImages(name: String? = nil) async throws(OcimanError) -> [ImageInfo] {
+        let filter = try name.map { text throws(OcimanError) in try BuildOptions.reference(text, field: "name") }
+        let summaries = try await OcimanError.wrap("listing images") { try await engine.listImages() }
+        return summaries.compactMap { summary in
+            let references = Self.references(summary.repoTags)
+            if let filter {
+                guard references.contains(where: { Self.matches(filter, $0) }) else { return nil }
+            }
+            return ImageInfo(
+                id: summary.id, references: references, labels: summary.labels ?? [:],
+                created: Self.rfc3339(unixSeconds: summary.created ?? 0), size: summary.size ?? 0)
+        }
+    }
+
+    public func inspectImage(_ reference: String) async throws(OcimanError) -> ImageInfo {
+        _ = try BuildOptions.reference(reference, field: "reference")
+        let image = try await OcimanError.wrap("image \(reference)") { try await engine.inspectImage(reference) }
+        return ImageInfo(
+            id: image.id, references: Self.references(image.repoTags), labels: image.config?.labels ?? [:],
+            created: image.created ?? "", size: image.size ?? 0)
+    }
+
+    public func imageExists(_ reference: String) async throws(OcimanError) -> Bool {
+        _ = try BuildOptions.reference(reference, field: "reference")
+        return try await existingImage(reference) != nil
+    }
+
+    /// Adds `target` to the image `reference` names; a target without a tag gets `latest`.
+    public func tagImage(_ reference: String, target: String) async throws(OcimanError) {
+        _ = try BuildOptions.reference(reference, field: "reference")
+        let parsed = try BuildOptions.reference(target, field: "target")
+        guard parsed.digest == nil else {
+            throw .invalid(field: "target", message: "an image cannot be tagged with a digest: \"\(target)\"")
+        }
+        try await OcimanError.wrap("image \(reference)") {
+            try await engine.tagImage(reference, repository: parsed.repository, tag: parsed.tag ?? "latest")
+        }
+    }
+
+    /// Removes the reference (and the image once nothing else names it). Without `force`, an
+    /// image a container uses is a conflict (409) on both engines.
+    public func removeImage(_ reference: String, force: Bool) async throws(OcimanError) {
+        _ = try BuildOptions.reference(reference, field: "reference")
+        try await OcimanError.wrap("image \(reference)") { try await engine.removeImage(reference, force: force) }
+    }
+
+    // MARK: - Pull and push
+
+    /// Pulls `reference` (tag `latest` when it has neither tag nor digest, rather than every
+    /// tag as the engine API would). Registry failures arrive as the terminal error event with
+    /// a `code`; only an unreachable engine fails before the stream.
+    public func pullImage(_ reference: String) async throws(OcimanError) -> AsyncThrowingStream<ImageTransferEvent, any Error> {
+        let parsed = try BuildOptions.reference(reference, field: "reference")
+        let tag = parsed.digest ?? parsed.tag ?? "latest"
+        let pulled = parsed.digest.map { "\(parsed.repository)@\($0)" } ?? "\(parsed.repository):\(tag)"
+        return try await transfer(pulled, operation: "pulling") { [engine] in
+            try await engine.pullImage(parsed.repository, tag: tag, timeout: Self.transferResponseTimeout)
+        } result: { [engine] digest in
+            let image = try? await engine.inspectImage(pulled)
+            return .result(reference: pulled, imageID: image?.id, digest: digest)
+        }
+    }
+
+    /// Pushes `reference` (tag `latest` when it has none). 404 before the stream when the
+    /// image does not exist locally.
+    public func pushImage(_ reference: String) async throws(OcimanError) -> AsyncThrowingStream<ImageTransferEvent, any Error> {
+        let parsed = try BuildOptions.reference(reference, field: "reference")
+        guard parsed.digest == nil else {
+            throw .invalid(field: "reference", message: "push takes a tag, not a digest: \"\(reference)\"")
+        }
+        let tag = parsed.tag ?? "latest"
+        let pushed = "\(parsed.repository):\(tag)"
+        guard let image = try await existingImage(pushed) else {
+            throw .notFound("no image \(pushed) to push")
+        }
+        return try await transfer(pushed, operation: "pushing") { [engine] in
+            try await engine.pushImage(parsed.repository, tag: tag, timeout: Self.transferResponseTimeout)
+        } result: { digest in
+            .result(reference: pushed, imageID: image.id, digest: digest)
+        }
+    }
+
+    /// Pulls wait for the registry before the engine answers; Docker retries unreachable
+    /// registries for over a minute.
+    static let transferResponseTimeout: Duration = .seconds(600)
+
+    private func transfer(
+        _ reference: String,
+        operation: String,
+        start: @escaping @Sendable () async throws -> EngineStream,
+        result: @escaping @Sendable (_ digest: String?) async -> ImageTransferEvent
+    ) async throws(OcimanError) -> AsyncThrowingStream<ImageTransferEvent, any Error> {
+        let response: EngineStream
+        do {
+            response = try await start()
+        } catch let error as EngineError {
+            switch error {
+            case .unavailable, .timeout:
+                throw OcimanError(error, context: "\(operation) \(reference)")
+            case .notFound(let message):
+                return Self.single(.error(message, code: .notFound))
+            case .engine(let status, let message):
+                return Self.single(.error(message, code: RegistryErrorCode.classify(status: status, message: message)))
+            default:
+                return Self.single(.error(error.message, code: RegistryErrorCode.classify(status: nil, message: error.message)))
+            }
+        } catch {
+            throw Self.streamError(error, context: "\(operation) \(reference)")
+        }
+
+        let (events, continuation) = AsyncThrowingStream.makeStream(of: ImageTransferEvent.self)
+        let producer = Task {
+            var splitter = JSONStreamSplitter()
+            var failure: String?
+            var digest: String?
+            do {
+                for try await chunk in response.body {
+                    for value in try splitter.feed(chunk.readableBytesView) {
+                        guard let message = EngineProgressMessage.decode(value) else { continue }
+                        if let failed = message.failureMessage {
+                            failure = failed.trimmingWhitespace
+                            continue
+                        }
+                        if let found = message.aux?.digest { digest = found }
+                        guard let status = message.status ?? message.stream?.trimmingWhitespace, !status.isEmpty else {
+                            continue
+                        }
+                        // Docker ends a pull with "Digest: sha256:…".
+                        if status.hasPrefix("Digest: ") { digest = String(status.dropFirst("Digest: ".count)) }
+                        continuation.yield(
+                            .status(
+                                status, id: message.id, current: message.progressDetail?.current,
+                                total: message.progressDetail?.total))
+                    }
+                }
+                try splitter.finish()
+                if let failure {
+                    continuation.yield(.error(failure, code: RegistryErrorCode.classify(status: nil, message: failure)))
+                } else {
+                    continuation.yield(await result(digest))
+                }
+            } catch {
+                continuation.yield(.error(Self.streamError(error, context: "\(operation) \(reference)").description, code: nil))
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in producer.cancel() }
+        return events
+    }
+
+    static func single(_ event: ImageTransferEvent) -> AsyncThrowingStream<ImageTransferEvent, any Error> {
+        let (events, continuation) = AsyncThrowingStream.makeStream(of: ImageTransferEvent.self)
+        continuation.yield(event)
+        continuation.finish()
+        return events
+    }
+
+    // MARK: - Helpers
+
+    /// Docker lists an untagged image as `<none>:<none>`.
+    static func references(_ tags: [String]?) -> [String] {
+        (tags ?? []).filter { $0 != "<none>:<none>" && !$0.hasPrefix("<none>") }
+    }
+
+    static func matches(_ filter: ImageReference, _ candidate: String) -> Bool {
+        guard filter.matchesRepository(candidate), let parsed = try? ImageReference(parsing: candidate) else {
+            return false
+        }
+        if let tag = filter.tag, parsed.tag != tag { return false }
+        if let digest = filter.digest, parsed.digest != digest { return false }
+        return true
+    }
+
+    static func rfc3339(unixSeconds: Int64) -> String {
+        var time = time_t(unixSeconds)
+        var parts = tm()
+        gmtime_r(&time, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
+            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+}
