@@ -12,15 +12,19 @@ public final class Runtime: Sendable {
     public let contextRoots: [String]
     /// Podman's `/version` takes ≈ 300 ms, so it is read once (SPEC §9).
     private let cachedVersion = Mutex<String?>(nil)
+    /// Session leases (`/sessions`); the reaper and `POST /containers` consult them.
+    public let sessions: SessionStore
 
     public init(
         kind: BackendKind,
         socketPath: String,
         engineTimeout: Duration,
         contextRoots: [String] = [],
+        sessions: SessionStore = SessionStore(),
         logger: Logger
     ) {
         self.kind = kind
+        self.sessions = sessions
         self.contextRoots = contextRoots
         self.socketPath = socketPath
         self.engine = EngineClient(socketPath: socketPath, defaultTimeout: engineTimeout)

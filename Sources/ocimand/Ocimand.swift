@@ -48,6 +48,12 @@ struct Ocimand: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (OCIMAN_LOG_LEVEL). Default info.")
     var logLevel: String?
 
+    @Option(help: "Directory for session leases; may be shared by several ocimand (OCIMAN_STATE_DIR). Default /var/lib/ociman, or $XDG_STATE_HOME/ociman when not root.")
+    var stateDir: String?
+
+    @Option(help: "Seconds between reaper passes over expired containers (OCIMAN_REAP_INTERVAL). Default 1.")
+    var reapInterval: Int?
+
     @Option(help: "text or json: one JSON object per log line on stderr (OCIMAN_LOG_FORMAT). Default text.")
     var logFormat: String?
 
@@ -57,6 +63,12 @@ struct Ocimand: AsyncParsableCommand {
         let metrics = Observability.bootstrap(logLevel: settings.logLevel, logFormat: settings.logFormat)
         let logger = Logger(label: "ocimand")
         signal(SIGPIPE, SIG_IGN)
+        let sessions: SessionStore
+        do {
+            sessions = try SessionStore(directory: settings.stateDirectory)
+        } catch {
+            throw Failure("cannot use the state directory \(settings.stateDirectory): \(error)")
+        }
 
         let (selection, podmanService) = try await Self.selectBackend(settings: settings, environment: environment, logger: logger)
         let socketPath: String
@@ -69,6 +81,7 @@ struct Ocimand: AsyncParsableCommand {
             socketPath: socketPath,
             engineTimeout: .seconds(settings.engineTimeoutSeconds),
             contextRoots: settings.contextRoots,
+            sessions: sessions,
             logger: logger
         )
         do {
@@ -77,6 +90,8 @@ struct Ocimand: AsyncParsableCommand {
             podmanService?.stop()
             throw Failure("cannot use the \(selection.kind.rawValue) engine: \(error)")
         }
+        let reaper = Reaper(runtime: runtime, interval: .seconds(settings.reapIntervalSeconds), logger: logger)
+        reaper.start()
 
         var configuration = MHDServerConfiguration(listen: settings.listen) { status, detail in
             (ProblemDocument.contentType, ProblemDocument.render(status: status, detail: detail))
@@ -111,6 +126,7 @@ struct Ocimand: AsyncParsableCommand {
         let signal = await Self.waitForTerminationSignal()
         logger.info("shutting down", metadata: ["signal": "\(signal)", "in_flight": "\(server.inFlightRequestCount)"])
         await server.shutdown(gracePeriod: .seconds(settings.shutdownGraceSeconds))
+        await reaper.stop()
         podmanService?.stop()
         logger.info("stopped")
     }

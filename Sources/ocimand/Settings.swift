@@ -16,6 +16,8 @@ struct Settings {
     var maxTarBody: Int64
     var shutdownGraceSeconds: Int
     var logLevel: Logger.Level
+    var stateDirectory: String
+    var reapIntervalSeconds: Int
     var logFormat: Observability.LogFormat
 
     init(command: Ocimand, environment: [String: String]) throws {
@@ -60,6 +62,10 @@ struct Settings {
             throw Failure("invalid log level \"\(levelText)\": expected trace, debug, info, notice, warning, error or critical")
         }
         logLevel = level
+        // Unprivileged users (rootless Podman) cannot write /var/lib.
+        let userStateHome = value(nil, "XDG_STATE_HOME") ?? (environment["HOME"] ?? "") + "/.local/state"
+        stateDirectory = value(command.stateDir, "OCIMAN_STATE_DIR") ?? (geteuid() == 0 ? "/var/lib/ociman" : userStateHome + "/ociman")
+        reapIntervalSeconds = try number(command.reapInterval, "OCIMAN_REAP_INTERVAL", default: 1, minimum: 1)
         let formatText = value(command.logFormat, "OCIMAN_LOG_FORMAT") ?? "text"
         guard let format = Observability.LogFormat(rawValue: formatText) else {
             throw Failure("invalid log format \"\(formatText)\": expected text or json")
