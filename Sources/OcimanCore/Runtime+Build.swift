@@ -244,6 +244,7 @@ extension Runtime {
         let context: AsyncThrowingStream<[UInt8], any Error>
         var hash: ContentHash?
         var forwarder: TarUploadForwarder?
+        let directoryFailure = UploadFailure()
         switch source {
         case .instructions(let text):
             if options.name != nil { hash = ContentHasher.hash(instructions: text, options: options.hashOptions) }
@@ -253,7 +254,7 @@ extension Runtime {
             if let dockerfile = options.dockerfile { try Self.requireFile(dockerfile, in: root) }
             if options.name != nil { hash = try await Self.hashDirectory(root, options.hashOptions) }
             do {
-                context = try BuildContextArchive.directory(root)
+                context = try BuildContextArchive.directory(root, failure: directoryFailure)
             } catch {
                 throw OcimanError(contextError: error)
             }
@@ -275,7 +276,7 @@ extension Runtime {
         do {
             response = try await engine.build(engineOptions, context: context, timeout: Self.buildResponseTimeout)
         } catch {
-            if let refused = forwarder?.failure { throw refused }
+            if let refused = forwarder?.failure ?? directoryFailure.error { throw refused }
             switch error {
             case let error as OcimanError:
                 throw error
@@ -433,7 +434,6 @@ struct TarUploadForwarder: Sendable {
             var validator = TarStreamValidator()
             var hasher: TarContentHasher?
             var prefetched: [[UInt8]] = []
-            var failure: OcimanError?
             var ended = false
         }
         let inner: Mutex<Inner>
@@ -442,6 +442,7 @@ struct TarUploadForwarder: Sendable {
 
     private let upload: UploadStream
     private let state: State
+    private let refusal = UploadFailure()
 
     init(_ upload: UploadStream, hashing: Bool) throws(OcimanError) {
         self.upload = upload
@@ -457,7 +458,7 @@ struct TarUploadForwarder: Sendable {
     }
 
     /// Why the upload was refused, once it was.
-    var failure: OcimanError? { state.inner.withLock { $0.failure } }
+    var failure: OcimanError? { refusal.error }
 
     /// Reads and checks up to `limit` bytes before anything is forwarded.
     func prefetch(upTo limit: Int) async throws(OcimanError) {
@@ -525,10 +526,7 @@ struct TarUploadForwarder: Sendable {
     }
 
     private func record(_ error: OcimanError) -> OcimanError {
-        state.inner.withLock { inner in
-            if inner.failure == nil { inner.failure = error }
-        }
-        return error
+        refusal.record(error)
     }
 }
 
