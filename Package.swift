@@ -85,7 +85,11 @@ let package = Package(
         // Shared by every suite: starts ocimand, talks HTTP to it, labels and cleans up engine resources.
         .target(
             name: "OcimanTestSupport",
-            dependencies: ["EngineDriver"],
+            dependencies: [
+                "EngineDriver",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             path: "Tests/OcimanTestSupport"
         ),
         .testTarget(name: "OcimanCoreTests", dependencies: ["OcimanCore"]),
