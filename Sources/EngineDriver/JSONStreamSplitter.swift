@@ -22,7 +22,8 @@ public struct JSONStreamSplitter: Sendable {
             switch self {
             case .valueTooLarge(let limit): "JSON value larger than \(limit) bytes"
             case .truncated(let count): "JSON stream ended inside a value after \(count) bytes of it"
-            case .unexpectedByte(let byte, let offset): "unexpected byte 0x\(String(byte, radix: 16)) at offset \(offset) between JSON values"
+            case .unexpectedByte(let byte, let offset):
+                "unexpected byte 0x\(String(byte, radix: 16)) at offset \(offset) between JSON values"
             }
         }
     }

@@ -40,10 +40,15 @@ public enum ListenAddress: Sendable, Equatable, CustomStringConvertible {
         case .unix: return true
         case .inherited: return false
         case .tcp(let host, _):
-            if host == "localhost" || host == "::1" { return true }
+            if host == "localhost" { return true }
             var address = in_addr()
             if inet_pton(AF_INET, host, &address) == 1 {
                 return UInt32(bigEndian: address.s_addr) >> 24 == 127
+            }
+            // Any spelling of ::1 (`0:0:0:0:0:0:0:1`, `::0001`).
+            var address6 = in6_addr()
+            if inet_pton(AF_INET6, host, &address6) == 1 {
+                return withUnsafeBytes(of: &address6) { $0.elementsEqual([UInt8](repeating: 0, count: 15) + [1]) }
             }
             return false
         }

@@ -116,6 +116,10 @@ public final class MHDServer: ServerTransport, Sendable {
             context.phase = .receiving
             dispatch(context, method: String(cString: method))
             // Answering on this first call would cost the connection its keep-alive (SPEC §9).
+            // A declared body over the cap is the exception: it will not be read, so the
+            // connection is lost anyway, and 0.9.75 can queue a response only now or after the
+            // whole body (answering now also stops it from sending `100 Continue`).
+            if context.immediate?.head.status == .contentTooLarge { return respond(context) }
             return .YES
         case .receiving:
             let size = uploadDataSize.pointee
@@ -184,17 +188,22 @@ public final class MHDServer: ServerTransport, Sendable {
         }
     }
 
+    /// Body bytes over the route's cap that are read and dropped so that the 413 (or a 404/405
+    /// to a request with a body) can be sent: 0.9.75 refuses to queue a response while a body
+    /// is still arriving. A client that sends more than this loses the connection unanswered.
+    private static let discardAllowance: Int64 = 4 << 20
+
     private func receive(_ context: RequestContext, _ bytes: UnsafeRawBufferPointer) -> MHD_Result {
-        if context.immediate != nil {
-            // An answer is already decided (404, 413, ...): send it without reading the rest.
-            return respond(context)
-        }
         context.receivedBodyBytes += Int64(bytes.count)
+        if context.immediate != nil {
+            // The answer is decided; it goes out once the body has ended.
+            return context.receivedBodyBytes - context.bodyLimit <= Self.discardAllowance ? .YES : .NO
+        }
         if context.receivedBodyBytes > context.bodyLimit {
             context.requestBody?.finish(throwing: MHDServerError.payloadTooLarge)
             context.task?.cancel()
             context.immediate = payloadTooLarge(limit: context.bodyLimit)
-            return respond(context)
+            return .YES
         }
         context.requestBody?.push(bytes)
         return .YES

@@ -41,6 +41,10 @@ public struct Router<Handler: Sendable>: Sendable {
 
     public mutating func add(_ method: HTTPRequest.Method, _ template: String, _ handler: Handler) throws {
         let segments = try Self.parse(template: template)
+        // `/images/{a}` and `/images/{b}` match the same requests: the later one would never run.
+        if routes.contains(where: { Self.sameShape($0.segments, segments) && $0.handlers[method] != nil }) {
+            throw RegistrationError.duplicate(method: method, template: template)
+        }
         if let index = routes.firstIndex(where: { $0.segments == segments }) {
             guard routes[index].handlers[method] == nil else {
                 throw RegistrationError.duplicate(method: method, template: template)
@@ -104,6 +108,18 @@ public struct Router<Handler: Sendable>: Sendable {
             }
         }
         return parameters
+    }
+
+    /// Equal literals at equal positions, whatever the parameters are called.
+    private static func sameShape(_ lhs: [Segment], _ rhs: [Segment]) -> Bool {
+        lhs.count == rhs.count
+            && zip(lhs, rhs).allSatisfy { pair in
+                switch pair {
+                case (.literal(let a), .literal(let b)): a == b
+                case (.parameter, .parameter): true
+                default: false
+                }
+            }
     }
 
     private static func specificity(_ segments: [Segment]) -> [Int] {

@@ -363,14 +363,15 @@ public actor HTTPTestConnection {
 
     /// The next CRLF-terminated line without its terminator; nil when the server closed first.
     private func readLine(deadline: ContinuousClock.Instant, what: String) async throws -> String? {
-        var searchFrom = offset
+        // Relative to `offset`: pulling may compact the buffer.
+        var searched = 0
         while true {
-            if let end = crlf(from: searchFrom) {
+            if let end = crlf(from: offset + searched) {
                 let line = String(decoding: buffer[offset..<end], as: UTF8.self)
                 offset = end + 2
                 return line
             }
-            searchFrom = max(offset, buffer.count - 1)
+            searched = max(0, buffer.count - offset - 1)
             guard try await pull(deadline: deadline, what: what) else { return nil }
         }
     }
