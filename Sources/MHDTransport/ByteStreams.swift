@@ -77,6 +77,8 @@ final class RequestBodyStream: AsyncSequence, Sendable {
         var failure: (any Error)?
         var waiter: CheckedContinuation<Void, Never>?
         var connectionSuspended = false
+        /// The handler answered without reading everything: drop the rest as it arrives.
+        var abandoned = false
     }
 
     private let state = Mutex(State())
@@ -101,6 +103,7 @@ final class RequestBodyStream: AsyncSequence, Sendable {
     func push(_ bytes: UnsafeRawBufferPointer) {
         let chunk = ArraySlice(bytes.bindMemory(to: UInt8.self))
         let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            if state.abandoned { return nil }
             state.queue.append(chunk)
             if state.queue.byteCount > highWater && !state.connectionSuspended {
                 state.connectionSuspended = true
@@ -111,6 +114,20 @@ final class RequestBodyStream: AsyncSequence, Sendable {
             return waiter
         }
         waiter?.resume()
+    }
+
+    /// The handler has answered and will not read on. Without this, a connection paused for
+    /// backpressure would wait forever for a reader that is gone, and the answer (which
+    /// 0.9.75 can only send after the whole body) would never leave.
+    func abandon() {
+        state.withLock { state in
+            state.abandoned = true
+            state.queue = ChunkQueue()
+            if state.connectionSuspended {
+                state.connectionSuspended = false
+                resumeConnection()
+            }
+        }
     }
 
     func finish(throwing error: (any Error)? = nil) {

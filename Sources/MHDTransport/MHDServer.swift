@@ -182,8 +182,9 @@ public final class MHDServer: ServerTransport, Sendable {
                 )
             }
             let metadata = ServerRequestMetadata(pathParameters: parameters)
+            let requestBody = context.requestBody
             context.task = Task { [configuration] in
-                await self.run(context, handler, request, body, metadata, configuration)
+                await self.run(context, handler, request, body, requestBody, metadata, configuration)
             }
         }
     }
@@ -270,6 +271,7 @@ public final class MHDServer: ServerTransport, Sendable {
         _ handler: Handler,
         _ request: HTTPRequest,
         _ body: HTTPBody?,
+        _ requestBody: RequestBodyStream?,
         _ metadata: ServerRequestMetadata,
         _ configuration: MHDServerConfiguration
     ) async {
@@ -292,6 +294,7 @@ public final class MHDServer: ServerTransport, Sendable {
         } catch {
             prepared = problemResponse(.internalServerError, "the request failed: \(error)").asPrepared
         }
+        requestBody?.abandon()
         context.deliver(prepared)
         guard let streamedBody, case .stream(let stream) = prepared.body else { return }
         do {

@@ -140,6 +140,25 @@ import Testing
         }
     }
 
+    @Test func handlerAnsweringBeforeReadingTheBodyIsStillAnswered() async throws {
+        // 8 MiB is far past the request-body buffer, so the connection is paused for
+        // backpressure while nobody reads: the transport must drop the rest and still answer.
+        let body = [UInt8](repeating: 7, count: 8 << 20)
+        let refuse: MHDServer.Handler = { _, _, _ in text("refused", status: .badRequest) }
+        try await withServer(configure: { $0.bodyLimit = { _, _ in 64 << 20 } }, routes: [(.post, "/refuse", refuse)]) {
+            server in
+            try await withConnection(server) { connection in
+                try await connection.send("POST", "/refuse", body: body)
+                let response = try await connection.readResponse(timeout: .seconds(10))
+                #expect(response.status == 400)
+                #expect(response.text == "refused")
+                // The connection survives for the next request.
+                let again = try await connection.request("POST", "/refuse", body: [1, 2, 3])
+                #expect(again.status == 400)
+            }
+        }
+    }
+
     @Test func declaredOversizeBodyIs413WithoutReadingIt() async throws {
         let calls = Counter()
         let handler: MHDServer.Handler = { request, body, metadata in
