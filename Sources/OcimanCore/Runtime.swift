@@ -66,8 +66,19 @@ public final class Runtime: Sendable {
         public var hostGateway: String?
     }
 
+    /// Rootless mode and the bridge network change only when the engine is reconfigured, and
+    /// Docker's `/info` alone takes several milliseconds, so what `/backend` reports is reused
+    /// for a few seconds instead of costing three engine calls per request.
+    private static let backendInfoLifetime: Duration = .seconds(10)
+    private let cachedBackendInfo = Mutex<(info: BackendInfo, readAt: ContinuousClock.Instant)?>(nil)
+
     public func backendInfo() async throws(OcimanError) -> BackendInfo {
-        try await OcimanError.wrap {
+        if let cached = cachedBackendInfo.withLock({ $0 }),
+            ContinuousClock.now - cached.readAt < Self.backendInfoLifetime
+        {
+            return cached.info
+        }
+        let info = try await OcimanError.wrap {
             let ping: EngineClient.Ping
             if let known = engine.negotiatedPing { ping = known } else { ping = try await engine.ping() }
             let version: String
@@ -91,5 +102,7 @@ public final class Runtime: Sendable {
                 hostGateway: configs.compactMap(\.gateway).first
             )
         }
+        cachedBackendInfo.withLock { $0 = (info, ContinuousClock.now) }
+        return info
     }
 }
