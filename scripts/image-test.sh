@@ -8,12 +8,16 @@
 #     into a one-file build context and put in the image by the Dockerfile's `runtime-prebuilt` target.
 #     Everything in that target except the source of the binary is the stage users get from the
 #     default `runtime` target.
+#     IMAGE_TEST_MODE=full builds the default `runtime` target instead, multi-stage: its build stage
+#     runs in localhost/swift-builder:bookworm-local (the runtime base plus the toolchain's system
+#     libraries, with this host's /opt/swift mounted in during the build) and fetches the Swift
+#     packages from the local mirror /opt/swift-packages (git insteadOf, passed as build arguments).
 #  3. Run the image against the host engine's socket with a token, as deploy/README.md documents,
 #     and check: /health and /backend answer with the token, 401 without it, the image HEALTHCHECK
 #     passes, the process is not root and the binary needs no Swift runtime.
 #
-# Environment: IMAGE_TEST_ENGINE=docker|podman (the engine ocimand drives; default docker),
-# IMAGE_TEST_PORT (host port, default 18420), KEEP=1 leaves the container running.
+# Environment: IMAGE_TEST_MODE=prebuilt|full (default prebuilt), IMAGE_TEST_ENGINE=docker|podman (the engine ocimand drives; default docker),
+# IMAGE_TEST_PORT (host port, default 18480), KEEP=1 leaves the container running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,7 +27,9 @@ RUNTIME_BASE=localhost/debian:bookworm-slim-local
 IMAGE=localhost/ocimand:image-test
 CONTAINER=ocimand-image-test
 ENGINE=${IMAGE_TEST_ENGINE:-docker}
-PORT=${IMAGE_TEST_PORT:-18420}
+MODE=${IMAGE_TEST_MODE:-prebuilt}
+BUILDER=localhost/swift-builder:bookworm-local
+PORT=${IMAGE_TEST_PORT:-18480}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
 step() { printf '\n== %s\n' "$*"; }
@@ -64,22 +70,53 @@ EOF
     echo "imported"
 fi
 
-step "release binary with the static Swift standard library"
-swift build -c release --product ocimand --static-swift-stdlib 2>&1 | tail -n 2
-binary="$(swift build -c release --show-bin-path)/ocimand"
-if ldd "$binary" | grep -q 'libswift\|libFoundation'; then
-    fail "$binary still links the Swift runtime dynamically"
-fi
-context="$WORK/context"
-rm -rf "$context" && mkdir -p "$context"
-install -s -m 0755 "$binary" "$context/ocimand"  # stripped, as the build stage does
-echo "$(du -h "$context/ocimand" | cut -f1) $binary"
+if [ "$MODE" = full ]; then
+    step "build-stage base image $BUILDER"
+    if podman image exists "$BUILDER"; then
+        echo "present"
+    else
+        # What the official swift:*-bookworm images install for the toolchain; the toolchain itself
+        # is this host's /opt/swift, mounted into every RUN of the build.
+        podman build --format docker -t "$BUILDER" --build-arg BASE="$RUNTIME_BASE" -f - "$WORK" <<'EOF'
+ARG BASE
+FROM ${BASE}
+RUN apt-get update && apt-get install -y --no-install-recommends binutils ca-certificates git \
+        libc6-dev libcurl4 libedit2 libgcc-12-dev libncurses6 libsqlite3-0 libstdc++-12-dev \
+        libxml2 libz3-4 pkg-config tzdata zlib1g-dev \
+    && rm -rf /var/lib/apt/lists/*
+ENV PATH=/opt/swift/usr/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+EOF
+    fi
 
-step "podman build --target runtime-prebuilt"
-# --format docker: the OCI image format has no HEALTHCHECK.
-podman build --format docker --target runtime-prebuilt \
-    --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" \
-    -f Dockerfile -t "$IMAGE" "$context"
+    step "podman build (default target: multi-stage, compiles in the build stage)"
+    podman build --format docker \
+        --build-arg BUILD_IMAGE="$BUILDER" --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" \
+        --build-arg GIT_CONFIG_COUNT=1 \
+        --build-arg GIT_CONFIG_KEY_0=url./opt/swift-packages/.insteadOf \
+        --build-arg GIT_CONFIG_VALUE_0=https://github.com/ \
+        -v /opt/swift:/opt/swift:ro -v /opt/swift-packages:/opt/swift-packages:ro \
+        -f Dockerfile -t "$IMAGE" .
+else
+    step "release binary with the static Swift standard library"
+    swift build -c release --product ocimand --static-swift-stdlib 2>&1 | tail -n 2
+    binary="$(swift build -c release --show-bin-path)/ocimand"
+    if ldd "$binary" | grep -q 'libswift\|libFoundation'; then
+        fail "$binary still links the Swift runtime dynamically"
+    fi
+    context="$WORK/context"
+    rm -rf "$context" && mkdir -p "$context"
+    install -s -m 0755 "$binary" "$context/ocimand"  # stripped, as the build stage does
+    echo "$(du -h "$context/ocimand" | cut -f1) $binary"
+
+    step "podman build --target runtime-prebuilt"
+    # --format docker: the OCI image format has no HEALTHCHECK.
+    podman build --format docker --target runtime-prebuilt \
+        --build-arg RUNTIME_IMAGE="$RUNTIME_BASE" \
+        -f Dockerfile -t "$IMAGE" "$context"
+fi
+podman run --rm --entrypoint /bin/sh "$IMAGE" -c \
+    'if ldd /usr/local/bin/ocimand | grep -q "not found\|libswift"; then ldd /usr/local/bin/ocimand; exit 1; fi' \
+    || fail "the binary in the image misses libraries or links the Swift runtime"
 podman image inspect "$IMAGE" --format 'size {{.Size}} bytes, user {{.Config.User}}, healthcheck {{.Config.Healthcheck.Test}}'
 
 step "run it against the $ENGINE engine socket"
