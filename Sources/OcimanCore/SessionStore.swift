@@ -53,12 +53,17 @@ public final class SessionStore: Sendable {
     private let clock: @Sendable () -> Double
     private let state: Mutex<State>
 
-    /// The persisted form; `sessions` maps id → expiry (unix seconds).
+    /// The persisted form; `sessions` maps id → expiry in whole unix milliseconds (integers
+    /// survive any JSON parser exactly).
     struct State: Codable, Equatable {
         var version = 1
         var owner: String
-        var sessions: [String: Double] = [:]
+        var sessions: [String: Int64] = [:]
     }
+
+    /// Lease ends are kept to the millisecond, rounded up.
+    static func milliseconds(_ seconds: Double) -> Int64 { Int64((seconds * 1000).rounded(.up)) }
+    static func seconds(_ milliseconds: Int64) -> Double { Double(milliseconds) / 1000 }
 
     /// A store without persistence (tests, or no state directory).
     public init(clock: @escaping @Sendable () -> Double = SessionStore.wallClock) {
@@ -95,11 +100,11 @@ public final class SessionStore: Sendable {
     public func create(leaseSeconds: Int) throws(OcimanError) -> Session {
         try Self.validate(leaseSeconds)
         return try update { state in
-            let expiresAt = clock() + Double(leaseSeconds)
+            let expiresAt = Self.milliseconds(clock() + Double(leaseSeconds))
             var id: String
             repeat { id = state.owner + Self.randomHex(bytes: 16) } while state.sessions[id] != nil
             state.sessions[id] = expiresAt
-            return Session(id: id, expiresAt: expiresAt)
+            return Session(id: id, expiresAt: Self.seconds(expiresAt))
         }
     }
 
@@ -108,9 +113,10 @@ public final class SessionStore: Sendable {
         try Self.validate(leaseSeconds)
         return try update { state throws(OcimanError) in
             let now = clock()
-            guard let expiresAt = state.sessions[id], now < expiresAt else { throw Self.unknown(id) }
-            state.sessions[id] = now + Double(leaseSeconds)
-            return Session(id: id, expiresAt: now + Double(leaseSeconds))
+            guard let expiresAt = state.sessions[id], now < Self.seconds(expiresAt) else { throw Self.unknown(id) }
+            let renewed = Self.milliseconds(now + Double(leaseSeconds))
+            state.sessions[id] = renewed
+            return Session(id: id, expiresAt: Self.seconds(renewed))
         }
     }
 
@@ -124,7 +130,7 @@ public final class SessionStore: Sendable {
     public func session(_ id: String) throws(OcimanError) -> Session? {
         let now = clock()
         return try read { state in
-            state.sessions[id].flatMap { now < $0 ? Session(id: id, expiresAt: $0) : nil }
+            state.sessions[id].map(Self.seconds).flatMap { now < $0 ? Session(id: id, expiresAt: $0) : nil }
         }
     }
 
@@ -140,7 +146,7 @@ public final class SessionStore: Sendable {
     }
 
     public func snapshot() throws(OcimanError) -> Snapshot {
-        try read { Snapshot(owner: $0.owner, expiries: $0.sessions) }
+        try read { Snapshot(owner: $0.owner, expiries: $0.sessions.mapValues(Self.seconds)) }
     }
 
     public var now: Double { clock() }
@@ -206,7 +212,7 @@ public final class SessionStore: Sendable {
     }
 
     private static func prune(_ state: inout State, now: Double) {
-        state.sessions = state.sessions.filter { now < $0.value }
+        state.sessions = state.sessions.filter { now < seconds($0.value) }
     }
 
     private static func withFileLock<T: Sendable>(

@@ -202,7 +202,7 @@ struct SessionStoreTests {
         #expect(try inode(of: path) != before)
         #expect(!FileManager.default.fileExists(atPath: path + ".tmp"))
         let decoded = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path))) as? [String: Any]
-        #expect((decoded?["sessions"] as? [String: Double])?[session.id] == session.expiresAt)
+        #expect((decoded?["sessions"] as? [String: Int64])?[session.id] == Int64(session.expiresAt * 1000))
         #expect(decoded?["version"] as? Int == 1)
     }
 
