@@ -3,34 +3,118 @@ import OpenAPIRuntime
 
 extension APIHandler {
     public func runContainer(_ input: Operations.RunContainer.Input) async throws -> Operations.RunContainer.Output {
-        throw NotImplementedYet(operation: "runContainer")
+        guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected JSON") }
+        let container = try await runtime.runContainer(RunSpec(request))
+        return .created(.init(body: .json(.init(container))))
     }
 
     public func listContainers(_ input: Operations.ListContainers.Input) async throws -> Operations.ListContainers.Output {
-        throw NotImplementedYet(operation: "listContainers")
+        let summaries = try await runtime.listContainers(labels: input.query.label ?? [], name: input.query.name)
+        return .ok(.init(body: .json(summaries.map(Components.Schemas.ContainerSummary.init))))
     }
 
     public func inspectContainer(_ input: Operations.InspectContainer.Input) async throws -> Operations.InspectContainer.Output {
-        throw NotImplementedYet(operation: "inspectContainer")
+        let container = try await runtime.inspect(input.path.id)
+        return .ok(.init(body: .json(.init(container))))
     }
 
     public func removeContainer(_ input: Operations.RemoveContainer.Input) async throws -> Operations.RemoveContainer.Output {
-        throw NotImplementedYet(operation: "removeContainer")
+        try await runtime.remove(input.path.id, force: input.query.force ?? false)
+        return .noContent(.init())
     }
 
     public func stopContainer(_ input: Operations.StopContainer.Input) async throws -> Operations.StopContainer.Output {
-        throw NotImplementedYet(operation: "stopContainer")
+        try await runtime.stop(input.path.id, timeoutSeconds: input.query.timeout ?? 10)
+        return .noContent(.init())
     }
 
     public func killContainer(_ input: Operations.KillContainer.Input) async throws -> Operations.KillContainer.Output {
-        throw NotImplementedYet(operation: "killContainer")
+        try await runtime.kill(input.path.id, signal: input.query.signal ?? "SIGKILL")
+        return .noContent(.init())
     }
 
     public func waitContainer(_ input: Operations.WaitContainer.Input) async throws -> Operations.WaitContainer.Output {
-        throw NotImplementedYet(operation: "waitContainer")
+        let condition = ContainerWaitCondition(rawValue: (input.query.condition ?? .notRunning).rawValue)!
+        let code = try await runtime.wait(input.path.id, condition: condition, timeoutSeconds: input.query.timeout)
+        return .ok(.init(body: .json(.init(exitCode: code))))
     }
 
     public func commitContainer(_ input: Operations.CommitContainer.Input) async throws -> Operations.CommitContainer.Output {
-        throw NotImplementedYet(operation: "commitContainer")
+        guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected JSON") }
+        let result = try await runtime.commit(
+            input.path.id, reference: request.reference, pause: request.pause ?? false, changes: request.changes ?? [])
+        return .created(.init(body: .json(.init(imageId: result.imageID, reference: result.reference))))
+    }
+}
+
+extension RunSpec {
+    init(_ request: Components.Schemas.RunContainerRequest) {
+        self.init(
+            image: request.image,
+            name: request.name,
+            command: request.command,
+            entrypoint: request.entrypoint,
+            env: request.env?.additionalProperties ?? [:],
+            labels: request.labels?.additionalProperties ?? [:],
+            publish: (request.publish ?? []).map { publish in
+                PublishSpec(
+                    containerPort: publish.containerPort,
+                    protocol: PortProtocol(rawValue: (publish._protocol ?? .tcp).rawValue)!,
+                    hostIP: publish.hostIp,
+                    hostPort: publish.hostPort)
+            },
+            mounts: (request.mounts ?? []).map { mount in
+                MountSpec(
+                    kind: MountSpec.Kind(rawValue: mount._type.rawValue)!, source: mount.source, target: mount.target,
+                    readOnly: mount.readOnly ?? false)
+            },
+            workdir: request.workdir,
+            user: request.user,
+            autoRemove: request.autoRemove ?? false,
+            pullPolicy: PullPolicy(rawValue: (request.pullPolicy ?? .missing).rawValue)!,
+            wait: request.wait.map { wait in
+                ReadinessWait(
+                    timeoutSeconds: wait.timeoutSeconds,
+                    tcpPort: wait.tcpPort,
+                    log: wait.log.map { .init(pattern: $0.pattern, occurrences: $0.occurrences ?? 1) },
+                    exec: wait.exec?.command)
+            },
+            ttlSeconds: request.ttlSeconds,
+            session: request.session
+        )
+    }
+}
+
+extension Components.Schemas.ContainerState {
+    init(_ state: OcimanCore.ContainerState) {
+        self.init(
+            status: state.status, running: state.running, exitCode: state.exitCode, startedAt: state.startedAt,
+            finishedAt: state.finishedAt)
+    }
+}
+
+extension Components.Schemas.Container {
+    init(_ container: OcimanCore.Container) {
+        self.init(
+            id: container.id,
+            name: container.name,
+            image: container.image,
+            state: .init(container.state),
+            labels: .init(additionalProperties: container.labels),
+            ports: container.ports.map { port in
+                .init(
+                    containerPort: port.containerPort, _protocol: port.protocol == .udp ? .udp : .tcp,
+                    hostIp: port.hostIP, hostPort: port.hostPort)
+            },
+            ipAddress: container.ipAddress,
+            created: container.created)
+    }
+}
+
+extension Components.Schemas.ContainerSummary {
+    init(_ summary: OcimanCore.ContainerSummary) {
+        self.init(
+            id: summary.id, name: summary.name, image: summary.image, state: .init(summary.state),
+            labels: .init(additionalProperties: summary.labels), created: summary.created)
     }
 }

@@ -44,6 +44,10 @@ public enum ProblemDocument {
             status = 504
             containerID = id
             logs = lines
+        case .exitedBeforeReady(_, let id, let lines):
+            status = 409
+            containerID = id
+            logs = lines
         case .engineFailure: status = 502
         }
         let bytes = render(status: status, detail: error.description, field: field, containerID: containerID, logs: logs)

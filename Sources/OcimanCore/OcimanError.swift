@@ -12,6 +12,8 @@ public enum OcimanError: Error, Sendable, CustomStringConvertible {
     case unavailable(String)
     /// A wait ran out of time; carries what helps the client see why.
     case timedOut(String, containerID: String? = nil, logs: [String] = [])
+    /// A new container stopped before its readiness wait was met (409, with its last output).
+    case exitedBeforeReady(String, containerID: String, logs: [String])
     /// The engine failed in a way the request did not cause.
     case engineFailure(String)
 
@@ -21,7 +23,7 @@ public enum OcimanError: Error, Sendable, CustomStringConvertible {
         case .forbidden(let message), .notFound(let message), .conflict(let message), .unavailable(let message),
             .engineFailure(let message):
             message
-        case .timedOut(let message, _, _): message
+        case .timedOut(let message, _, _), .exitedBeforeReady(let message, _, _): message
         }
     }
 

@@ -1,0 +1,248 @@
+import EngineDriver
+import Synchronization
+
+/// Readiness waits for a container that was just started (`POST /containers` `wait`).
+///
+/// Each condition runs as its own task and reports once it holds; a watcher reports when the
+/// container stops, a follower keeps the container's last output lines for the error answers,
+/// and a timer ends it all at the deadline. The first decisive event wins and cancels the rest.
+extension Runtime {
+    enum ReadinessCondition: Hashable, Sendable, CustomStringConvertible {
+        case tcp(port: Int)
+        case log(pattern: String, occurrences: Int)
+        case exec([String])
+
+        var description: String {
+            switch self {
+            case .tcp(let port): "tcp port \(port)"
+            case .log(let pattern, let occurrences):
+                "log pattern \"\(pattern)\"" + (occurrences > 1 ? " \(occurrences) times" : "")
+            case .exec(let command): "exec \(command.joined(separator: " "))"
+            }
+        }
+
+        var isLog: Bool {
+            if case .log = self { return true }
+            return false
+        }
+    }
+
+    private enum ReadinessEvent: Sendable {
+        case satisfied(ReadinessCondition)
+        /// The log follower ended: the container stopped (or its output could not be read).
+        case outputEnded
+        case stopped
+        /// Time to answer a stop even though the follower has not drained the last output.
+        case drainTimeUp
+        case deadline
+    }
+
+    private enum ReadinessOutcome: Sendable {
+        case ready
+        case stopped(pending: [ReadinessCondition])
+        case timedOut(pending: [ReadinessCondition])
+    }
+
+    static let readinessPollInterval = Duration.milliseconds(100)
+    static let problemLogLines = 50
+
+    func awaitReadiness(_ id: String, _ wait: ReadinessWait, autoRemove: Bool) async throws(OcimanError) {
+        var conditions: [ReadinessCondition] = []
+        if let port = wait.tcpPort { conditions.append(.tcp(port: port)) }
+        if let log = wait.log { conditions.append(.log(pattern: log.pattern, occurrences: log.occurrences)) }
+        if let command = wait.exec { conditions.append(.exec(command)) }
+        // With no condition a started container is ready.
+        guard !conditions.isEmpty else { return }
+
+        var probeTarget: (host: String, port: Int)?
+        if let port = wait.tcpPort {
+            let container = try await inspect(id)
+            guard let target = Self.probeTarget(for: port, in: container.ports) else {
+                throw .engineFailure("the engine reports no host port for container port \(port)/tcp of \(id)")
+            }
+            probeTarget = target
+        }
+
+        let deadline = ContinuousClock.now + .seconds(wait.timeoutSeconds)
+        let tail = LogTail(capacity: Self.problemLogLines)
+        let outcome = await withTaskGroup(of: Void.self) { group -> ReadinessOutcome in
+            let (events, sink) = AsyncStream.makeStream(of: ReadinessEvent.self)
+            let logCondition = conditions.first { $0.isLog }
+            group.addTask { await self.followOutput(id, matching: logCondition, into: tail, events: sink) }
+            group.addTask { await self.watchStop(id, events: sink) }
+            group.addTask {
+                guard (try? await Task.sleep(until: deadline)) != nil else { return }
+                sink.yield(.deadline)
+            }
+            for condition in conditions {
+                switch condition {
+                case .tcp:
+                    let target = probeTarget!
+                    group.addTask { await Self.pollTCP(target, condition, events: sink) }
+                case .exec(let command):
+                    group.addTask { await self.pollExec(id, command, condition, events: sink) }
+                case .log:
+                    break
+                }
+            }
+
+            var pending = conditions
+            var stopped = false
+            var outputEnded = false
+            var outcome = ReadinessOutcome.timedOut(pending: pending)
+            loop: for await event in events {
+                switch event {
+                case .satisfied(let condition):
+                    pending.removeAll { $0 == condition }
+                    if pending.isEmpty {
+                        outcome = .ready
+                        break loop
+                    }
+                case .outputEnded:
+                    outputEnded = true
+                    if stopped {
+                        outcome = .stopped(pending: pending)
+                        break loop
+                    }
+                case .stopped:
+                    stopped = true
+                    // The follower drains the output of a stopped container and ends; a log
+                    // condition can still be met from it, and the error answer wants its last lines.
+                    if outputEnded {
+                        outcome = .stopped(pending: pending)
+                        break loop
+                    }
+                    group.addTask {
+                        guard (try? await Task.sleep(for: .seconds(2))) != nil else { return }
+                        sink.yield(.drainTimeUp)
+                    }
+                case .drainTimeUp:
+                    outcome = .stopped(pending: pending)
+                    break loop
+                case .deadline:
+                    outcome = .timedOut(pending: pending)
+                    break loop
+                }
+            }
+            sink.finish()
+            group.cancelAll()
+            return outcome
+        }
+
+        switch outcome {
+        case .ready:
+            return
+        case .timedOut(let pending):
+            if autoRemove { await removeQuietly(id) }
+            throw .timedOut(
+                "container did not become ready within \(wait.timeoutSeconds) s (waiting for \(Self.describe(pending)))",
+                containerID: id, logs: tail.lines)
+        case .stopped(let pending):
+            var detail = "container stopped before it became ready (waiting for \(Self.describe(pending)))"
+            if let state = try? await inspect(id).state, let code = state.exitCode {
+                detail = "container exited with code \(code) before it became ready (waiting for \(Self.describe(pending)))"
+            }
+            throw .exitedBeforeReady(detail, containerID: id, logs: tail.lines)
+        }
+    }
+
+    private static func describe(_ conditions: [ReadinessCondition]) -> String {
+        conditions.map(\.description).joined(separator: ", ")
+    }
+
+    /// Where the host reaches a published container port: an IPv4 binding first; a wildcard
+    /// binding is reached over loopback.
+    static func probeTarget(for port: Int, in ports: [PublishedPort]) -> (host: String, port: Int)? {
+        let bindings = ports.filter { $0.containerPort == port && $0.protocol == .tcp }
+        let chosen = bindings.first { IPAddressKind(literal: $0.hostIP) == .v4 } ?? bindings.first
+        guard let chosen else { return nil }
+        let host: String
+        switch chosen.hostIP {
+        case "0.0.0.0", "": host = "127.0.0.1"
+        case "::": host = "::1"
+        default: host = chosen.hostIP
+        }
+        return (host, chosen.hostPort)
+    }
+
+    /// Reads the container's output from the start, keeping the last lines and counting lines
+    /// that match the log condition.
+    private func followOutput(
+        _ id: String, matching condition: ReadinessCondition?, into tail: LogTail,
+        events: AsyncStream<ReadinessEvent>.Continuation
+    ) async {
+        var regex: Regex<AnyRegexOutput>?
+        var needed = 0
+        if case .log(let pattern, let occurrences) = condition {
+            regex = try? Regex(pattern)  // validated before the container was created
+            needed = occurrences
+        }
+        var matched = 0
+        do {
+            for try await line in try await logs(id, LogOptions(follow: true)) {
+                tail.append(line.text)
+                guard let regex, matched < needed, line.text.contains(regex) else { continue }
+                matched += 1
+                if matched == needed, let condition { events.yield(.satisfied(condition)) }
+            }
+        } catch {
+            // Cancelled, or the container went away: either way the output has ended.
+        }
+        events.yield(.outputEnded)
+    }
+
+    private func watchStop(_ id: String, events: AsyncStream<ReadinessEvent>.Continuation) async {
+        do {
+            _ = try await Self.engineWait(engine, id, .notRunning, podman: kind == .podman)
+        } catch {
+            // An auto-removed container is gone (404): it stopped. Cancellation ends the wait.
+            if Task.isCancelled { return }
+        }
+        events.yield(.stopped)
+    }
+
+    private static func pollTCP(
+        _ target: (host: String, port: Int), _ condition: ReadinessCondition,
+        events: AsyncStream<ReadinessEvent>.Continuation
+    ) async {
+        while !Task.isCancelled {
+            if await TCPProbe.check(host: target.host, port: target.port) == .ready {
+                events.yield(.satisfied(condition))
+                return
+            }
+            guard (try? await Task.sleep(for: readinessPollInterval)) != nil else { return }
+        }
+    }
+
+    private func pollExec(
+        _ id: String, _ command: [String], _ condition: ReadinessCondition,
+        events: AsyncStream<ReadinessEvent>.Continuation
+    ) async {
+        while !Task.isCancelled {
+            if let result = try? await exec(id, ExecOptions(command: command)), result.exitCode == 0 {
+                events.yield(.satisfied(condition))
+                return
+            }
+            guard (try? await Task.sleep(for: Self.readinessPollInterval)) != nil else { return }
+        }
+    }
+}
+
+/// The last lines of a container's output, shared between the follower and the answer.
+final class LogTail: Sendable {
+    private let capacity: Int
+    private let buffer = Mutex<[String]>([])
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    func append(_ line: String) {
+        buffer.withLock { lines in
+            lines.append(line)
+            if lines.count > capacity { lines.removeFirst(lines.count - capacity) }
+        }
+    }
+
+    var lines: [String] { buffer.withLock { $0 } }
+}
