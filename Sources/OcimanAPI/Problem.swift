@@ -108,7 +108,9 @@ public struct ProblemMiddleware: ServerMiddleware {
             if error.operationInput == nil {
                 // The generated code could not decode the request: the client sent bad input.
                 let detail = "invalid request: \(Self.describe(error.underlyingError))"
-                return ProblemDocument.response(status: 400, bytes: ProblemDocument.render(status: 400, detail: detail))
+                let field = Self.field(error.underlyingError)
+                return ProblemDocument.response(
+                    status: 400, bytes: ProblemDocument.render(status: 400, detail: detail, field: field))
             }
             let detail = "\(error.underlyingError)"
             return ProblemDocument.response(status: 500, bytes: ProblemDocument.render(status: 500, detail: detail))
@@ -139,6 +141,29 @@ public struct ProblemMiddleware: ServerMiddleware {
             }
         }
         return "\(error)"
+    }
+
+    /// The offending body field in the contract's spelling (`publish[0].protocol`), when the
+    /// decoder knows where it failed.
+    private static func field(_ error: any Error) -> String? {
+        guard let decoding = error as? DecodingError else { return nil }
+        var keys: [any CodingKey]
+        switch decoding {
+        case .keyNotFound(let key, let context): keys = context.codingPath + [key]
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            keys = context.codingPath
+        @unknown default: return nil
+        }
+        guard !keys.isEmpty else { return nil }
+        var field = ""
+        for key in keys {
+            if let index = key.intValue {
+                field += "[\(index)]"
+            } else {
+                field += field.isEmpty ? key.stringValue : ".\(key.stringValue)"
+            }
+        }
+        return field
     }
 
     private static func path(_ keys: [any CodingKey]) -> String {
