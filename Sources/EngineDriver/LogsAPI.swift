@@ -17,15 +17,23 @@ public struct ContainerLogsQuery: Sendable, Equatable {
     }
 }
 
-/// The part of a container inspect that decides how its output is encoded.
-public struct ContainerOutputMode: Decodable, Sendable {
+/// What exec and logs need to know about a container, from its inspect.
+public struct ContainerProcessState: Decodable, Sendable {
+    /// The full id (the request may have used a name or a short id).
     public var id: String
+    public var running: Bool
     /// With a TTY the output is one raw stream; without one it is 8-byte framed.
     public var tty: Bool
 
     enum CodingKeys: String, CodingKey {
         case id = "Id"
+        case state = "State"
         case config = "Config"
+    }
+
+    private struct State: Decodable {
+        var running: Bool?
+        enum CodingKeys: String, CodingKey { case running = "Running" }
     }
 
     private struct Config: Decodable {
@@ -36,13 +44,14 @@ public struct ContainerOutputMode: Decodable, Sendable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         id = try container.decode(String.self, forKey: .id)
+        running = try container.decodeIfPresent(State.self, forKey: .state)?.running ?? false
         tty = try container.decodeIfPresent(Config.self, forKey: .config)?.tty ?? false
     }
 }
 
 extension EngineClient {
-    public func containerOutputMode(_ id: String) async throws -> ContainerOutputMode {
-        try await send(EngineRequest(.GET, "/containers/\(EngineRequest.escape(id))/json")).decode(ContainerOutputMode.self)
+    public func containerProcessState(_ id: String) async throws -> ContainerProcessState {
+        try await send(EngineRequest(.GET, "/containers/\(EngineRequest.escape(id))/json")).decode(ContainerProcessState.self)
     }
 
     /// Both streams of the container's output. Framing follows the container's TTY flag, not the

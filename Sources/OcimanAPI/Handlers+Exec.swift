@@ -1,12 +1,182 @@
+import Foundation
 import OcimanCore
 import OpenAPIRuntime
 
 extension APIHandler {
     public func execInContainer(_ input: Operations.ExecInContainer.Input) async throws -> Operations.ExecInContainer.Output {
-        throw NotImplementedYet(operation: "execInContainer")
+        guard case .json(let request) = input.body else {
+            throw OcimanError.invalid(field: nil, message: "the request body must be application/json")
+        }
+        let options = try Self.execOptions(request)
+        if Self.wantsNDJSON(input.headers.accept) {
+            let events = try await runtime.execStream(input.path.id, options)
+            return .ok(.init(body: .applicationXNdjson(NDJSONStream.body(events, ExecEventLines()))))
+        }
+        let result = try await runtime.exec(input.path.id, options)
+        let stdout = String(validating: result.stdout, as: UTF8.self)
+        let stderr = String(validating: result.stderr, as: UTF8.self)
+        return .ok(
+            .init(
+                body: .json(
+                    .init(
+                        exitCode: result.exitCode,
+                        stdout: stdout,
+                        stderr: stderr,
+                        stdoutBase64: stdout == nil ? Data(result.stdout).base64EncodedString() : nil,
+                        stderrBase64: stderr == nil ? Data(result.stderr).base64EncodedString() : nil
+                    ))))
     }
 
     public func getContainerLogs(_ input: Operations.GetContainerLogs.Input) async throws -> Operations.GetContainerLogs.Output {
-        throw NotImplementedYet(operation: "getContainerLogs")
+        let query = input.query
+        let lines = try await runtime.logs(
+            input.path.id,
+            LogOptions(
+                follow: query.follow ?? false, tail: query.tail, since: query.since, timestamps: query.timestamps ?? false))
+        return .ok(.init(body: .applicationXNdjson(NDJSONStream.body(lines, LogEventLines()))))
     }
+
+    static func execOptions(_ request: Components.Schemas.ExecRequest) throws(OcimanError) -> ExecOptions {
+        var stdin: [UInt8]?
+        switch (request.stdin, request.stdinBase64) {
+        case (.some, .some):
+            throw .invalid(field: "stdin_base64", message: "give either stdin (text) or stdin_base64, not both")
+        case (.some(let text), nil):
+            stdin = Array(text.utf8)
+        case (nil, .some(let encoded)):
+            guard let bytes = Data(base64Encoded: encoded) else {
+                throw .invalid(field: "stdin_base64", message: "stdin_base64 is not valid base64")
+            }
+            stdin = [UInt8](bytes)
+        case (nil, nil):
+            stdin = nil
+        }
+        return ExecOptions(
+            command: request.command,
+            environment: request.env?.additionalProperties ?? [:],
+            user: request.user,
+            workdir: request.workdir,
+            stdin: stdin,
+            timeoutSeconds: request.timeoutSeconds
+        )
+    }
+
+    /// Streams only when the client asked for ndjson explicitly (the generated default accepts
+    /// anything) and does not prefer JSON.
+    static func wantsNDJSON(_ accept: [AcceptHeaderContentType<Operations.ExecInContainer.AcceptableContentType>]) -> Bool {
+        guard let ndjson = accept.first(where: { $0.contentType == .applicationXNdjson }), ndjson.quality.doubleValue > 0 else {
+            return false
+        }
+        let json = accept.first { $0.contentType == .json }
+        return json.map { $0.quality.doubleValue <= ndjson.quality.doubleValue } ?? true
+    }
+}
+
+/// Turns a stream of core events into an ndjson body: one JSON object a line, written as each
+/// event arrives, ending with the translator's last lines or an `error` line. A client that
+/// leaves stops the pump, which stops iterating `events` and so cancels the work behind them.
+enum NDJSONStream {
+    static func body<Translator: NDJSONTranslator>(
+        _ events: AsyncThrowingStream<Translator.Event, any Error>,
+        _ translator: Translator
+    ) -> HTTPBody {
+        let (bytes, continuation) = AsyncThrowingStream.makeStream(of: ArraySlice<UInt8>.self)
+        let pump = Task {
+            var translator = translator
+            do {
+                for try await event in events {
+                    for line in translator.lines(for: event) { continuation.yield(encode(line)) }
+                }
+                for line in translator.finish() { continuation.yield(encode(line)) }
+            } catch {
+                let message = (error as? OcimanError)?.description ?? "\(error)"
+                continuation.yield(encode(translator.error(message)))
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in pump.cancel() }
+        return HTTPBody(bytes, length: .unknown, iterationBehavior: .single)
+    }
+
+    private static func encode(_ line: some Encodable) -> ArraySlice<UInt8> {
+        var bytes = (try? encoder.encode(line)).map { [UInt8]($0) } ?? Array(#"{"type":"error","message":"encoding failed"}"#.utf8)
+        bytes.append(UInt8(ascii: "\n"))
+        return bytes[...]
+    }
+
+    private static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return encoder
+    }()
+}
+
+protocol NDJSONTranslator: Sendable {
+    associatedtype Event: Sendable
+    associatedtype Line: Encodable
+    mutating func lines(for event: Event) -> [Line]
+    /// Lines after the last event when the stream ended without an error.
+    mutating func finish() -> [Line]
+    func error(_ message: String) -> Line
+}
+
+/// Output chunks become `data` when they are UTF-8, `data_base64` otherwise. A character split
+/// across two chunks is held back until its remaining bytes arrive, so text stays text.
+struct ExecEventLines: NDJSONTranslator {
+    private var held: [StandardStream: [UInt8]] = [:]
+
+    mutating func lines(for event: ExecEvent) -> [Components.Schemas.ExecEvent] {
+        switch event {
+        case .output(let stream, let bytes):
+            var pending = held.removeValue(forKey: stream) ?? []
+            pending += bytes
+            let cut = Self.completeCharactersEnd(pending)
+            if cut < pending.count { held[stream] = Array(pending[cut...]) }
+            return cut == 0 ? [] : [Self.output(stream, pending[..<cut])]
+        case .exit(let code):
+            return flushHeld() + [.init(_type: .exit, exitCode: code)]
+        }
+    }
+
+    mutating func finish() -> [Components.Schemas.ExecEvent] { flushHeld() }
+
+    func error(_ message: String) -> Components.Schemas.ExecEvent { .init(_type: .error, message: message) }
+
+    private mutating func flushHeld() -> [Components.Schemas.ExecEvent] {
+        defer { held.removeAll() }
+        return [StandardStream.stdout, .stderr].compactMap { stream in
+            held[stream].map { Self.output(stream, $0[...]) }
+        }
+    }
+
+    private static func output(_ stream: StandardStream, _ bytes: ArraySlice<UInt8>) -> Components.Schemas.ExecEvent {
+        let type: Components.Schemas.ExecEvent._TypePayload = stream == .stderr ? .stderr : .stdout
+        if let text = String(validating: bytes, as: UTF8.self) { return .init(_type: type, data: text) }
+        return .init(_type: type, dataBase64: Data(bytes).base64EncodedString())
+    }
+
+    /// Where the bytes stop being whole UTF-8 characters: before a trailing lead byte whose
+    /// continuation bytes have not arrived yet. Anything else (invalid bytes too) is left in.
+    static func completeCharactersEnd(_ bytes: [UInt8]) -> Int {
+        var index = bytes.count
+        while index > max(0, bytes.count - 3) {
+            index -= 1
+            let byte = bytes[index]
+            if byte & 0xC0 == 0x80 { continue }
+            guard byte >= 0xC0 else { return bytes.count }
+            let length = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2
+            return bytes.count - index < length ? index : bytes.count
+        }
+        return bytes.count
+    }
+}
+
+struct LogEventLines: NDJSONTranslator {
+    func lines(for line: LogLine) -> [Components.Schemas.LogEvent] {
+        [.init(_type: line.stream == .stderr ? .stderr : .stdout, line: line.text, timestamp: line.timestamp)]
+    }
+
+    func finish() -> [Components.Schemas.LogEvent] { [.init(_type: .end)] }
+
+    func error(_ message: String) -> Components.Schemas.LogEvent { .init(_type: .error, message: message) }
 }

@@ -48,7 +48,7 @@ extension Runtime {
         if let since = options.since, since < 0 {
             throw .invalid(field: "since", message: "since must be a Unix time in seconds (0 or more), not \(since)")
         }
-        let mode = try await OcimanError.wrap("container \(id)") { try await engine.containerOutputMode(id) }
+        let mode = try await OcimanError.wrap("container \(id)") { try await engine.containerProcessState(id) }
         let query = ContainerLogsQuery(
             follow: options.follow, tail: options.tail, since: options.since, timestamps: options.timestamps)
         // Podman sends the head of a follow only with the first output, which may be much later.

@@ -101,8 +101,11 @@ struct Ocimand: AsyncParsableCommand {
         configuration.connectionLimit = settings.maxConnections
         let jsonLimit = settings.maxBody
         let tarLimit = settings.maxTarBody
-        configuration.bodyLimit = { request, _ in
-            request.headerFields[.contentType]?.hasPrefix("application/x-tar") == true ? tarLimit : jsonLimit
+        // An exec's stdin travels inside its JSON body (10 MB of stdin must fit, as base64 too).
+        let execLimit = max(jsonLimit, 32 << 20)
+        configuration.bodyLimit = { request, template in
+            if template == "/containers/{id}/exec" { return execLimit }
+            return request.headerFields[.contentType]?.hasPrefix("application/x-tar") == true ? tarLimit : jsonLimit
         }
         let server = MHDServer(configuration: configuration)
         let handler = APIHandler(runtime: runtime, logger: logger)

@@ -1,0 +1,308 @@
+import EngineDriver
+import Foundation
+import Synchronization
+
+public struct ExecOptions: Sendable, Equatable {
+    /// The program and its arguments; not empty.
+    public var command: [String]
+    public var environment: [String: String]
+    /// `user`, `uid`, `user:group` or `uid:gid`; nil for the container's user.
+    public var user: String?
+    /// An absolute path; nil for the container's working directory.
+    public var workdir: String?
+    /// Fed to the process's standard input, then end of file; nil leaves stdin unattached.
+    public var stdin: [UInt8]?
+    /// Give up (and end the process) after this many seconds; at least 1.
+    public var timeoutSeconds: Int?
+
+    public init(
+        command: [String],
+        environment: [String: String] = [:],
+        user: String? = nil,
+        workdir: String? = nil,
+        stdin: [UInt8]? = nil,
+        timeoutSeconds: Int? = nil
+    ) {
+        self.command = command
+        self.environment = environment
+        self.user = user
+        self.workdir = workdir
+        self.stdin = stdin
+        self.timeoutSeconds = timeoutSeconds
+    }
+}
+
+/// What a streamed exec produces: output chunks as they come, then the exit code.
+public enum ExecEvent: Sendable, Equatable {
+    case output(StandardStream, [UInt8])
+    case exit(code: Int)
+}
+
+public struct ExecResult: Sendable, Equatable {
+    public var exitCode: Int
+    public var stdout: [UInt8]
+    public var stderr: [UInt8]
+}
+
+extension Runtime {
+    /// A buffered exec holds all output in memory; beyond this the client must stream.
+    public static let maxBufferedExecOutput = 64 << 20
+
+    /// Runs a command to completion and collects its output.
+    public func exec(_ id: String, _ options: ExecOptions) async throws(OcimanError) -> ExecResult {
+        let events = try await execStream(id, options)
+        var stdout: [UInt8] = []
+        var stderr: [UInt8] = []
+        do {
+            for try await event in events {
+                switch event {
+                case .output(.stdout, let bytes): stdout += bytes
+                case .output(.stderr, let bytes): stderr += bytes
+                case .exit(let code): return ExecResult(exitCode: code, stdout: stdout, stderr: stderr)
+                }
+                if stdout.count + stderr.count > Self.maxBufferedExecOutput {
+                    // Leaving the loop ends the stream, which ends the process.
+                    throw OcimanError.engineFailure(
+                        "the command printed more than \(Self.maxBufferedExecOutput >> 20) MiB, the limit of a buffered answer; send Accept: application/x-ndjson to stream its output")
+                }
+            }
+            throw OcimanError.engineFailure("the exec in container \(id) ended without an exit code")
+        } catch {
+            throw Self.streamError(error, context: "exec in container \(id)")
+        }
+    }
+
+    /// Starts a command and streams its output, ending with `.exit`. Bad input, an unknown
+    /// container (404) or one that is not running (409) fail here, before any event. The process
+    /// is ended when the consumer stops iterating early, when `timeoutSeconds` pass (the stream
+    /// then fails with `.timedOut`), or when the engine connection breaks.
+    public func execStream(_ id: String, _ options: ExecOptions) async throws(OcimanError)
+        -> AsyncThrowingStream<ExecEvent, any Error>
+    {
+        try Self.validate(options)
+        let execID = try await createExec(in: id, options)
+        let frames = try await OcimanError.wrap("exec in container \(id)") {
+            try await engine.attachExec(execID, stdin: options.stdin)
+        }
+        let (events, continuation) = AsyncThrowingStream.makeStream(of: ExecEvent.self)
+        let exited = CompletionFlag()
+        let producer = Task { [engine] in
+            do {
+                do {
+                    for try await frame in frames {
+                        continuation.yield(.output(frame.stream == .stderr ? .stderr : .stdout, frame.payload))
+                    }
+                } catch EngineError.unavailable(let message) where options.stdin != nil {
+                    // A process that exits without reading all its stdin leaves bytes unread on
+                    // Podman's side, so its close resets the connection after the last output
+                    // (and Podman may record the exit a moment later).
+                    guard try await Self.exitCode(of: execID, engine: engine, within: .seconds(2)) != nil else {
+                        throw EngineError.unavailable(message)
+                    }
+                }
+                guard let code = try await Self.exitCode(of: execID, engine: engine) else {
+                    throw OcimanError.engineFailure("the exec \(execID) never reported its exit")
+                }
+                exited.set()
+                continuation.yield(.exit(code: code))
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: Self.streamError(error, context: "exec in container \(id)"))
+            }
+        }
+        let timer = options.timeoutSeconds.map { seconds in
+            Task {
+                guard (try? await Task.sleep(for: .seconds(seconds))) != nil else { return }
+                continuation.finish(
+                    throwing: OcimanError.timedOut(
+                        "the command did not finish within \(seconds) s and was killed", containerID: id))
+            }
+        }
+        continuation.onTermination = { _ in
+            producer.cancel()
+            timer?.cancel()
+            guard !exited.isSet else { return }
+            // No engine ends an exec when its connection closes: do it here, outside the
+            // (possibly cancelled) task of the request.
+            Task { await self.endExec(execID) }
+        }
+        return events
+    }
+
+    static func validate(_ options: ExecOptions) throws(OcimanError) {
+        guard let program = options.command.first else {
+            throw .invalid(field: "command", message: "command must name a program to run")
+        }
+        guard !program.isEmpty else {
+            throw .invalid(field: "command", message: "the program (the first element of command) must not be empty")
+        }
+        if let index = options.command.firstIndex(where: { $0.utf8.contains(0) }) {
+            throw .invalid(field: "command", message: "element \(index) of command contains a NUL byte")
+        }
+        do {
+            try Validation.environment(options.environment)
+            if let user = options.user { try Validation.user(user) }
+        } catch {
+            throw OcimanError(error)
+        }
+        if let workdir = options.workdir {
+            guard workdir.hasPrefix("/"), !workdir.utf8.contains(0) else {
+                throw .invalid(field: "workdir", message: "workdir must be an absolute path, not \"\(workdir)\"")
+            }
+        }
+        if let seconds = options.timeoutSeconds, seconds < 1 {
+            throw .invalid(field: "timeout_seconds", message: "timeout_seconds must be at least 1, not \(seconds)")
+        }
+    }
+
+    /// Creates the exec session; both engines' answers for an unknown or stopped container
+    /// become the same 404 and 409.
+    private func createExec(in id: String, _ options: ExecOptions) async throws(OcimanError) -> String {
+        let config = ExecCreateConfig(
+            cmd: options.command,
+            env: options.environment.isEmpty ? nil : options.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
+            user: options.user,
+            workingDir: options.workdir,
+            attachStdin: options.stdin != nil
+        )
+        do {
+            return try await engine.createExec(container: id, config)
+        } catch let error as EngineError {
+            switch error {
+            case .notFound:
+                throw .notFound("no such container: \(id)")
+            case .unavailable, .timeout:
+                throw OcimanError(error, context: "exec in container \(id)")
+            default:
+                // Docker answers 409 for a stopped container, Podman 500 "container state improper":
+                // the container's state tells them apart from other failures.
+                if let state = try? await engine.containerProcessState(id), !state.running {
+                    throw .conflict("container \(id) is not running")
+                }
+                throw OcimanError(error, context: "exec in container \(id)")
+            }
+        } catch {
+            throw .engineFailure("exec in container \(id): \(error)")
+        }
+    }
+
+    /// The exit code once the engine reports the process ended. The output usually closes
+    /// after the code is recorded; if not yet, ask again with a short, growing pause;
+    /// nil when it still runs after `limit`.
+    private static func exitCode(of execID: String, engine: EngineClient, within limit: Duration? = nil) async throws
+        -> Int?
+    {
+        let deadline = limit.map { ContinuousClock.now.advanced(by: $0) }
+        var pause = Duration.milliseconds(1)
+        while true {
+            let inspect = try await engine.inspectExec(execID)
+            if !inspect.running, let code = inspect.exitCode { return code }
+            if let deadline, ContinuousClock.now >= deadline { return nil }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(100))
+        }
+    }
+
+    /// Kills a still-running exec process and its descendants. Neither engine can end an exec
+    /// (there is no such endpoint) and `Pid` is in the host's PID namespace, so the process is
+    /// signalled from here, after checking through its cgroup that it belongs to the container
+    /// (a PID can be reused). When the host does not let us signal it, `kill` runs inside the
+    /// container against the PID as the container sees it.
+    func endExec(_ execID: String) async {
+        guard let inspect = try? await engine.inspectExec(execID), inspect.running,
+            let pid = inspect.pid, pid > 0, let container = inspect.containerID
+        else { return }
+        switch HostProcessTree.kill(root: Int32(pid), cgroupMention: container) {
+        case .killed(let count):
+            logger.debug("ended exec", metadata: ["exec": "\(execID)", "pid": "\(pid)", "processes": "\(count)"])
+        case .notVisible:
+            logger.warning(
+                "cannot end exec: its process is not visible in this host's /proc",
+                metadata: ["exec": "\(execID)", "pid": "\(pid)"])
+        case .denied(let namespacePID):
+            guard let namespacePID else { return }
+            let killer = ExecOptions(command: ["kill", "-KILL", String(namespacePID)], user: "0", timeoutSeconds: 10)
+            do {
+                let result = try await exec(container, killer)
+                if result.exitCode != 0 {
+                    logger.warning(
+                        "cannot end exec: kill inside the container failed",
+                        metadata: ["exec": "\(execID)", "stderr": "\(String(decoding: result.stderr, as: UTF8.self))"])
+                }
+            } catch {
+                logger.warning("cannot end exec", metadata: ["exec": "\(execID)", "error": "\(error)"])
+            }
+        }
+    }
+}
+
+/// Set once by the producer of a stream, read by its termination handler.
+final class CompletionFlag: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+    func set() { flag.store(true, ordering: .releasing) }
+}
+
+/// Signals a host process and everything it started, read from `/proc`.
+enum HostProcessTree {
+    enum Outcome: Equatable {
+        case killed(Int)
+        /// Not in this host's `/proc`, or not in the expected cgroup (the PID was reused).
+        case notVisible
+        /// Visible but not ours to signal; carries its PID in its own namespace when known.
+        case denied(namespacePID: Int?)
+    }
+
+    static func kill(root: Int32, cgroupMention: String) -> Outcome {
+        guard let cgroup = read("/proc/\(root)/cgroup"), cgroup.contains(cgroupMention) else { return .notVisible }
+        let tree = [root] + descendants(of: root)
+        var killed = 0
+        for pid in tree {
+            if Glibc.kill(pid, SIGKILL) == 0 {
+                killed += 1
+            } else if pid == root, errno == EPERM {
+                return .denied(namespacePID: namespacePID(of: root))
+            }
+        }
+        return .killed(killed)
+    }
+
+    /// Children first found through each process's parent in `/proc/<pid>/stat`.
+    static func descendants(of root: Int32) -> [Int32] {
+        var children: [Int32: [Int32]] = [:]
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let pid = Int32(entry), let stat = read("/proc/\(entry)/stat"),
+                let parent = parentPID(stat: stat)
+            else { continue }
+            children[parent, default: []].append(pid)
+        }
+        var found: [Int32] = []
+        var queue = children[root] ?? []
+        while let pid = queue.popLast() {
+            found.append(pid)
+            queue += children[pid] ?? []
+        }
+        return found
+    }
+
+    /// `pid (comm) state ppid ...`; the command name may contain spaces and parentheses.
+    static func parentPID(stat: String) -> Int32? {
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? Int32(fields[1]) : nil
+    }
+
+    /// The last `NSpid` entry of `/proc/<pid>/status`: the PID inside the innermost namespace.
+    static func namespacePID(of pid: Int32) -> Int? {
+        guard let status = read("/proc/\(pid)/status") else { return nil }
+        let line = status.split(separator: "\n").first { $0.hasPrefix("NSpid:") }
+        return line?.split(whereSeparator: { $0 == "\t" || $0 == " " }).last.flatMap { Int($0) }
+    }
+
+    /// `/proc` files report size 0, so they are read to the end rather than by their size.
+    private static func read(_ path: String) -> String? {
+        guard let file = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? file.close() }
+        return (try? file.readToEnd()).map { String(decoding: $0 ?? Data(), as: UTF8.self) }
+    }
+}
