@@ -121,8 +121,11 @@ public struct ContainerInspect: Decodable, Sendable {
         public var exitCode: Int?
         public var startedAt: String?
         public var finishedAt: String?
+        /// The main process in the engine host's PID namespace; 0 when not running.
+        public var pid: Int?
 
         enum CodingKeys: String, CodingKey {
+            case pid = "Pid"
             case status = "Status"
             case running = "Running"
             case exitCode = "ExitCode"

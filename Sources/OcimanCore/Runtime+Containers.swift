@@ -23,6 +23,8 @@ extension Runtime {
         } catch {
             throw OcimanError(error)
         }
+        // The owning session must be live now; the reaper removes the container once it is not.
+        if let session = spec.session { try sessions.requireActive(session) }
         let reference = try Self.parsedReference(spec.image, field: "image")
         let config = Self.createConfig(for: spec, now: Date())
         let id = try await createResolvingImage(spec, reference: reference, config: config)

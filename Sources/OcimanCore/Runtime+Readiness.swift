@@ -54,13 +54,18 @@ extension Runtime {
         // With no condition a started container is ready.
         guard !conditions.isEmpty else { return }
 
-        var probeTarget: (host: String, port: Int)?
+        var probeTarget: TCPTarget?
         if let port = wait.tcpPort {
-            let container = try await inspect(id)
-            guard let target = Self.probeTarget(for: port, in: container.ports) else {
+            let inspect = try await OcimanError.wrap("container \(id)") {
+                try await engine.inspectContainer(id, libpod: kind == .podman)
+            }
+            if let target = Self.probeTarget(for: port, in: Self.container(from: inspect).ports) {
+                probeTarget = TCPTarget(
+                    host: target.host, hostPort: target.port, containerPort: port, pid: inspect.state.pid ?? 0)
+            } else if inspect.state.running {
                 throw .engineFailure("the engine reports no host port for container port \(port)/tcp of \(id)")
             }
-            probeTarget = target
+            // Otherwise it already stopped (Docker then reports no ports): the stop watcher answers.
         }
 
         let deadline = ContinuousClock.now + .seconds(wait.timeoutSeconds)
@@ -77,7 +82,7 @@ extension Runtime {
             for condition in conditions {
                 switch condition {
                 case .tcp:
-                    let target = probeTarget!
+                    guard let target = probeTarget else { continue }
                     group.addTask { await Self.pollTCP(target, condition, events: sink) }
                 case .exec(let command):
                     group.addTask { await self.pollExec(id, command, condition, events: sink) }
@@ -201,12 +206,22 @@ extension Runtime {
         events.yield(.stopped)
     }
 
+    struct TCPTarget: Sendable {
+        var host: String
+        var hostPort: Int
+        var containerPort: Int
+        /// The container's main process on this host, to look into its network namespace.
+        var pid: Int
+    }
+
+    /// Ready when something listens inside the container (when its socket tables are readable
+    /// from here) and the published port carries a connection from the host.
     private static func pollTCP(
-        _ target: (host: String, port: Int), _ condition: ReadinessCondition,
-        events: AsyncStream<ReadinessEvent>.Continuation
+        _ target: TCPTarget, _ condition: ReadinessCondition, events: AsyncStream<ReadinessEvent>.Continuation
     ) async {
         while !Task.isCancelled {
-            if await TCPProbe.check(host: target.host, port: target.port) == .ready {
+            let listening = target.pid > 0 ? ListeningSockets.isListening(port: target.containerPort, pid: target.pid) : nil
+            if listening != false, await TCPProbe.check(host: target.host, port: target.hostPort) == .ready {
                 events.yield(.satisfied(condition))
                 return
             }

@@ -130,15 +130,20 @@ extension Validation {
     }
 
     /// A list filter `key` or `key=value`, checked like a label; returned as the engines take it.
+    /// Errors name the query parameter itself.
     public static func labelFilter(_ filter: String, field: String = "label") throws(ValidationError) -> String {
-        guard let equals = filter.firstIndex(of: "=") else {
-            try labelKey(filter, field: field)
+        do {
+            guard let equals = filter.firstIndex(of: "=") else {
+                try labelKey(filter, field: field)
+                return filter
+            }
+            let key = String(filter[..<equals])
+            try labelKey(key, field: field)
+            try labelValue(String(filter[filter.index(after: equals)...]), key: key, field: field)
             return filter
+        } catch {
+            throw ValidationError(field: field, message: "\(error.message) in \"\(filter.prefix(300))\"")
         }
-        let key = String(filter[..<equals])
-        try labelKey(key, field: field)
-        try labelValue(String(filter[filter.index(after: equals)...]), key: key, field: field)
-        return filter
     }
 
     /// Linux signal names as both engines accept them (without `SIG`); `RTMIN+n` and `RTMAX-n` too.
