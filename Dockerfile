@@ -35,8 +35,9 @@ FROM ${RUNTIME_IMAGE} AS runtime-base
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libmicrohttpd12 libssl3 ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /nonexistent --no-create-home \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
+    && groupadd --system --gid 10001 ocimand \
+    && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent --no-create-home \
         --shell /usr/sbin/nologin ocimand \
     && install -d -o 10001 -g 10001 -m 0700 /var/lib/ociman
 # OCIMAN_TOKEN_FILE is where `docker run --secret`, Compose and Kubernetes put the token (a path,

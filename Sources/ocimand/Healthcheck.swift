@@ -33,7 +33,11 @@ struct Healthcheck: ParsableCommand {
         do {
             let settings = try Settings(command: server, environment: environment)
             let address = settings.listen
-            let token = environment["OCIMAN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+            // The server's token: OCIMAN_TOKEN, else the file OCIMAN_TOKEN_FILE names.
+            var token = environment["OCIMAN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
+            if token == nil, let path = environment["OCIMAN_TOKEN_FILE"], !path.isEmpty {
+                token = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+            }
             let status = try HealthProbe.status(of: address, path: path.rawValue, token: token, timeoutSeconds: max(1, timeout))
             guard status == 200 else {
                 FileHandle.standardError.write(Data("unhealthy: GET \(path.rawValue) answered \(status)\n".utf8))
