@@ -87,8 +87,12 @@ struct ListeningSocket: Sendable {
     static func open(_ requested: ListenAddress, socketMode: mode_t) throws -> ListeningSocket {
         switch requested {
         case .inherited(let descriptor):
+            // Reported as the address it is bound to; the socket file (if any) belongs to systemd.
+            let address = try requested.resolved()
+            // systemd passes it inheritable; child processes (a private Podman service) must not hold it.
+            _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
             try setNonBlocking(descriptor)
-            return ListeningSocket(descriptor: descriptor, address: requested, unixPath: nil)
+            return ListeningSocket(descriptor: descriptor, address: address, unixPath: nil)
         case .unix(let path):
             return try openUnix(path: path, mode: socketMode)
         case .tcp(let host, let port):

@@ -20,6 +20,8 @@ public final class MHDServer: ServerTransport, Sendable {
     private let listener = Mutex<ListeningSocket?>(nil)
     private let inFlight = Mutex<[ObjectIdentifier: RequestContext]>([:])
     let disconnectWatch: DisconnectWatch
+    /// Cuts off clients that are too slow to send their request (`configuration.requestTimeout`).
+    private let deadlineSweep = Mutex<Task<Void, Never>?>(nil)
 
     public init(configuration: MHDServerConfiguration) {
         self.configuration = configuration
@@ -62,6 +64,7 @@ public final class MHDServer: ServerTransport, Sendable {
         daemon.withLock { $0 = DaemonHandle(pointer: started) }
         listener.withLock { $0 = socket }
         disconnectWatch.start()
+        startDeadlineSweep()
         return socket.address
     }
 
@@ -79,6 +82,7 @@ public final class MHDServer: ServerTransport, Sendable {
         daemon.withLock { $0 = nil }
         MHD_stop_daemon(running)
         disconnectWatch.stop()
+        deadlineSweep.withLock { $0?.cancel() }
         listener.withLock { socket in
             socket?.close()
             socket = nil
@@ -118,8 +122,9 @@ public final class MHDServer: ServerTransport, Sendable {
             // Answering on this first call would cost the connection its keep-alive (SPEC §9).
             // A declared body over the cap is the exception: it will not be read, so the
             // connection is lost anyway, and 0.9.75 can queue a response only now or after the
-            // whole body (answering now also stops it from sending `100 Continue`).
-            if context.immediate?.head.status == .contentTooLarge { return respond(context) }
+            // whole body (answering now also stops it from sending `100 Continue`). The same
+            // holds for a request with a body that `configuration.admit` refused.
+            if context.answerBeforeBody { return respond(context) }
             return .YES
         case .receiving:
             let size = uploadDataSize.pointee
@@ -128,6 +133,7 @@ public final class MHDServer: ServerTransport, Sendable {
                 return receive(context, UnsafeRawBufferPointer(start: uploadData, count: size))
             }
             context.requestBody?.finish()
+            context.clearReceiveDeadline()
             context.phase = .awaitingResponse
             return respond(context)
         case .awaitingResponse:
@@ -162,11 +168,22 @@ public final class MHDServer: ServerTransport, Sendable {
             let limit = configuration.bodyLimit(request, template)
             context.bodyLimit = limit
             let declaredLength = headers[.contentLength].flatMap { Int64($0) }
-            if let declaredLength, declaredLength > limit {
-                context.immediate = payloadTooLarge(limit: limit)
+            let hasBody = (declaredLength ?? 0) > 0 || headers[.transferEncoding] != nil
+            // Host, Origin, Content-Type, ...: refused before the handler runs or the body is read.
+            if let refusal = configuration.admit?(request, template, hasBody) {
+                context.immediate = problemResponse(HTTPResponse.Status(code: refusal.status), refusal.detail)
+                context.answerBeforeBody = hasBody
                 return
             }
-            let hasBody = (declaredLength ?? 0) > 0 || headers[.transferEncoding] != nil
+            if let declaredLength, declaredLength > limit {
+                context.immediate = payloadTooLarge(limit: limit)
+                context.answerBeforeBody = true
+                return
+            }
+            // Only a body that can never be paused by backpressure is the client's alone to send in time.
+            if min(declaredLength ?? limit, limit) > Int64(configuration.requestBodyBufferBytes) {
+                context.clearReceiveDeadline()
+            }
             var body: HTTPBody?
             if hasBody {
                 let stream = RequestBodyStream(
@@ -224,6 +241,7 @@ public final class MHDServer: ServerTransport, Sendable {
 
     private func queue(_ prepared: PreparedResponse, on context: RequestContext) -> MHD_Result {
         context.phase = .responded
+        context.clearReceiveDeadline()
         let response: OpaquePointer?
         switch prepared.body {
         case .bytes(let bytes):
@@ -262,6 +280,22 @@ public final class MHDServer: ServerTransport, Sendable {
         defer { unmanaged.release() }
         _ = MHD_get_connection_values(connection, .HEADER_KIND, mhdHeaderIterator, unmanaged.toOpaque())
         return collector.fields
+    }
+
+    // MARK: - Slow clients
+
+    private func startDeadlineSweep() {
+        guard configuration.requestTimeout != nil else { return }
+        deadlineSweep.withLock { task in
+            task = Task { [weak self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(250))
+                    guard let self else { return }
+                    let now = ContinuousClock.now
+                    for context in self.inFlight.withLock({ Array($0.values) }) { _ = context.cutOffIfLate(now: now) }
+                }
+            }
+        }
     }
 
     // MARK: - The handler task

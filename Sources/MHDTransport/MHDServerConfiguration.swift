@@ -24,6 +24,17 @@ public struct MHDServerConfiguration: Sendable {
     public var disconnectCheckInterval: Duration = .milliseconds(200)
     /// The request body cap for a request on a route template.
     public var bodyLimit: @Sendable (HTTPRequest, String) -> Int64 = { _, _ in 1 << 20 }
+    /// Decides, before the handler starts and before any body byte is read, whether a request on
+    /// a route is served at all: nil admits it; a (status, detail) refusal is answered as a problem
+    /// document. Arguments: the request head, the matched route template, whether a body follows.
+    /// A refused request with a body is answered at once and its connection closed unread.
+    public var admit: (@Sendable (HTTPRequest, String, Bool) -> (status: Int, detail: String)?)?
+    /// Time from the request line until the head, and a body that fits in `requestBodyBufferBytes`,
+    /// are in; a client still sending after that is cut off. libmicrohttpd's own timeout counts
+    /// inactivity only, so without this a client sending a byte a second would never time out.
+    /// Larger bodies (tar uploads) are paused by the handler's backpressure, so not all of their
+    /// time is the client's: only `idleTimeoutSeconds` bounds them. nil turns the deadline off.
+    public var requestTimeout: Duration? = .seconds(60)
     /// Renders transport-level errors (404, 405, 413, 500) as (content type, body).
     public var renderProblem: @Sendable (Int, String) -> (String, [UInt8])
 

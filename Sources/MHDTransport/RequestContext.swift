@@ -1,4 +1,5 @@
 import CMicroHTTPD
+import Glibc
 import HTTPTypes
 import Synchronization
 
@@ -18,6 +19,8 @@ final class RequestContext: @unchecked Sendable {
 
     var phase = Phase.new
     var immediate: ImmediateResponse?
+    /// `immediate` goes out on the first access call: the body will not be read (413, refusals).
+    var answerBeforeBody = false
     var routeTemplate: String?
     var bodyLimit: Int64 = 0
     var receivedBodyBytes: Int64 = 0
@@ -31,6 +34,8 @@ final class RequestContext: @unchecked Sendable {
         var response: PreparedResponse?
         var responseStream: ResponseStream?
         var task: Task<Void, Never>?
+        /// When the client must have sent the head and body by; nil once it has, or when unbounded.
+        var receiveDeadline: ContinuousClock.Instant?
     }
 
     private let shared = Mutex(Shared())
@@ -40,6 +45,26 @@ final class RequestContext: @unchecked Sendable {
         self.rawTarget = rawTarget
         self.connectionPointer = connection
         self.socketDescriptor = ociman_mhd_connection_fd(connection)
+        if let timeout = server.configuration.requestTimeout {
+            shared.withLock { $0.receiveDeadline = .now.advanced(by: timeout) }
+        }
+    }
+
+    /// The client has sent all it will be waited for (or its body is exempt from the deadline).
+    func clearReceiveDeadline() { shared.withLock { $0.receiveDeadline = nil } }
+
+    /// Closes the socket of a client still sending after its deadline. libmicrohttpd then sees
+    /// the connection end and completes the request as aborted; no answer can be queued mid-body.
+    /// Under the lock, so the descriptor cannot have been closed and reused meanwhile.
+    func cutOffIfLate(now: ContinuousClock.Instant) -> Bool {
+        shared.withLock { shared in
+            guard shared.connectionOpen, let deadline = shared.receiveDeadline, now >= deadline else { return false }
+            shared.receiveDeadline = nil
+            _ = Glibc.shutdown(socketDescriptor, Int32(SHUT_RDWR))
+            // A suspended connection is not watched by libmicrohttpd; wake it so it notices.
+            resumeLocked(&shared)
+            return true
+        }
     }
 
     var task: Task<Void, Never>? {

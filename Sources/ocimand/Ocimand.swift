@@ -57,9 +57,36 @@ struct Ocimand: AsyncParsableCommand {
     @Option(help: "text or json: one JSON object per log line on stderr (OCIMAN_LOG_FORMAT). Default text.")
     var logFormat: String?
 
+    @Option(help: "File holding the bearer token every route but /health then requires (OCIMAN_TOKEN_FILE; or the token itself in OCIMAN_TOKEN). Required to listen beyond loopback.")
+    var tokenFile: String?
+
+    @Option(help: "Web origin (scheme://host[:port]) whose pages may call the service; repeatable (OCIMAN_ALLOW_ORIGINS, comma-separated). Default none.")
+    var allowOrigin: [String] = []
+
+    @Option(help: "Further Host name clients use for the service besides loopback names and the listen address; repeatable (OCIMAN_ALLOW_HOSTS, comma-separated).")
+    var allowHost: [String] = []
+
+    @Option(help: "Seconds a client gets to send a request's head and JSON body (OCIMAN_REQUEST_TIMEOUT). Default 60.")
+    var requestTimeout: Int?
+
+    @Option(help: "auto, or private to always run a supervised podman system service of our own (OCIMAN_PODMAN_SERVICE). Default auto.")
+    var podmanService: String?
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let settings = try Settings(command: self, environment: environment)
+        // The passed socket is ours alone: a private Podman service must not see the variables.
+        if settings.socketActivated { SocketActivation.clearEnvironment() }
+        let listenAddress = try settings.exposedAddress()
+        let admission: RequestAdmission
+        do {
+            var listenHost: String?
+            if case .tcp(let host, _) = listenAddress { listenHost = host }
+            admission = try RequestAdmission(
+                listenHost: listenHost, extraHosts: settings.allowedHosts, allowedOrigins: settings.allowedOrigins)
+        } catch {
+            throw Failure(error.description)
+        }
         let metrics = Observability.bootstrap(logLevel: settings.logLevel, logFormat: settings.logFormat)
         let logger = Logger(label: "ocimand")
         signal(SIGPIPE, SIG_IGN)
@@ -99,6 +126,10 @@ struct Ocimand: AsyncParsableCommand {
         configuration.unixSocketMode = settings.socketMode
         configuration.idleTimeoutSeconds = settings.idleTimeoutSeconds
         configuration.connectionLimit = settings.maxConnections
+        configuration.requestTimeout = .seconds(settings.requestTimeoutSeconds)
+        configuration.admit = { request, template, hasBody in
+            admission.check(request, routeTemplate: template, hasBody: hasBody)
+        }
         let jsonLimit = settings.maxBody
         let tarLimit = settings.maxTarBody
         // An exec's stdin travels inside its JSON body (10 MB of stdin must fit, as base64 too).
@@ -112,7 +143,9 @@ struct Ocimand: AsyncParsableCommand {
         try handler.registerHandlers(
             on: server,
             configuration: .init(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
-            middlewares: [ObservabilityMiddleware(logger: logger, metricsFactory: metrics), ProblemMiddleware()]
+            // Observability first so it logs the 401s; the token check before any handler or body decoding.
+            middlewares: [ObservabilityMiddleware(logger: logger, metricsFactory: metrics)]
+                + (settings.token.map { [SecurityMiddleware(token: $0)] } ?? []) + [ProblemMiddleware()]
         )
         metrics.addGauge(MetricNames.connectionsOpen) { [server] in server.openConnectionCount }
         let bound: ListenAddress
@@ -141,6 +174,7 @@ struct Ocimand: AsyncParsableCommand {
     ) async throws -> (BackendSelection, PodmanService?) {
         var variables = environment
         if let backend = settings.backendOverride { variables["OCIMAN_BACKEND"] = backend }
+        variables["OCIMAN_PODMAN_SERVICE"] = settings.podmanService
         let home = environment["HOME"] ?? NSHomeDirectory()
         let configFile = try? String(contentsOfFile: "\(home)/.config/ociman.toml", encoding: .utf8)
         let selection: BackendSelection

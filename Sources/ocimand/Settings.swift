@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Logging
 import MHDTransport
@@ -19,6 +20,15 @@ struct Settings {
     var stateDirectory: String
     var reapIntervalSeconds: Int
     var logFormat: Observability.LogFormat
+    /// `LISTEN_FDS`/`LISTEN_PID` were ours: `listen` is the descriptor systemd passed.
+    var socketActivated: Bool
+    /// Required on every route but /health when set; required to listen beyond loopback.
+    var token: String?
+    var allowedOrigins: [String]
+    var allowedHosts: [String]
+    var requestTimeoutSeconds: Int
+    /// "auto", or "private" to always run a private `podman system service`.
+    var podmanService: String
 
     init(command: Ocimand, environment: [String: String]) throws {
         func value(_ flag: String?, _ variable: String) -> String? {
@@ -39,9 +49,14 @@ struct Settings {
         let listenText = value(command.listen, "OCIMAN_LISTEN") ?? "127.0.0.1:8420"
         do {
             listen = try ListenAddress(parsing: listenText)
+            // A socket systemd passed wins over the listen address: the unit decides where to listen.
+            if let descriptor = try SocketActivation.passedDescriptor(environment: environment, processID: getpid()) {
+                listen = .inherited(descriptor: descriptor)
+            }
         } catch {
             throw Failure("\(error)")
         }
+        if case .inherited = listen { socketActivated = true } else { socketActivated = false }
         // An empty OCIMAN_BACKEND is invalid (SPEC §3), so it is passed through, not dropped.
         backendOverride = command.backend
         engineTimeoutSeconds = try number(command.engineTimeout, "OCIMAN_ENGINE_TIMEOUT", default: 30, minimum: 1)
@@ -71,5 +86,58 @@ struct Settings {
             throw Failure("invalid log format \"\(formatText)\": expected text or json")
         }
         logFormat = format
+        token = try Self.token(file: value(command.tokenFile, "OCIMAN_TOKEN_FILE"), variable: environment["OCIMAN_TOKEN"])
+        func list(_ flags: [String], _ variable: String) -> [String] {
+            if !flags.isEmpty { return flags }
+            return (environment[variable] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+                .filter { !$0.isEmpty }
+        }
+        allowedOrigins = list(command.allowOrigin, "OCIMAN_ALLOW_ORIGINS")
+        allowedHosts = list(command.allowHost, "OCIMAN_ALLOW_HOSTS")
+        requestTimeoutSeconds = try number(command.requestTimeout, "OCIMAN_REQUEST_TIMEOUT", default: 60, minimum: 1)
+        podmanService = value(command.podmanService, "OCIMAN_PODMAN_SERVICE") ?? "auto"
+        guard ["auto", "private"].contains(podmanService) else {
+            throw Failure("invalid podman service \"\(podmanService)\": expected auto or private")
+        }
+    }
+
+    /// The token from a file (trimmed: editors add a newline) or from `OCIMAN_TOKEN`. Set but
+    /// empty is an error, never "no token": that would silently leave the service open.
+    static func token(file: String?, variable: String?) throws -> String? {
+        if let file {
+            guard variable == nil else { throw Failure("set either OCIMAN_TOKEN or a token file (--token-file, OCIMAN_TOKEN_FILE), not both") }
+            let text: String
+            do {
+                text = try String(contentsOfFile: file, encoding: .utf8)
+            } catch {
+                throw Failure("cannot read the token file \(file): \(error.localizedDescription)")
+            }
+            let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !token.isEmpty else { throw Failure("the token file \(file) is empty") }
+            guard !token.contains(where: \.isWhitespace) else { throw Failure("the token in \(file) contains whitespace") }
+            return token
+        }
+        guard let variable else { return nil }
+        let token = variable.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !token.isEmpty else { throw Failure("OCIMAN_TOKEN is set but empty") }
+        guard !token.contains(where: \.isWhitespace) else { throw Failure("OCIMAN_TOKEN contains whitespace") }
+        return token
+    }
+
+    /// Where the server will listen, an inherited socket resolved to its address; refuses any
+    /// address beyond this machine unless a token is configured (SPEC §7).
+    func exposedAddress() throws -> ListenAddress {
+        let address: ListenAddress
+        do {
+            address = try listen.resolved()
+        } catch {
+            throw Failure("cannot use the socket systemd passed: \(error)")
+        }
+        guard address.isLocalOnly || token != nil else {
+            throw Failure(
+                "refusing to listen on \(address) without a token: anyone who can reach it controls the container engine. "
+                    + "Set OCIMAN_TOKEN or --token-file, or listen on 127.0.0.1, ::1 or a unix: socket")
+        }
+        return address
     }
 }

@@ -46,6 +46,15 @@ struct BackendSelectionTests {
             variables: ["OCIMAN_BACKEND": "podman"], podmanBinary: true,
             expected: .success(.init(kind: .podman, endpoint: .privatePodmanService))),
         Case(
+            name: "OCIMAN_PODMAN_SERVICE=private skips answering sockets",
+            variables: ["OCIMAN_BACKEND": "podman", "OCIMAN_PODMAN_SERVICE": "private"], answering: [podmanSocket],
+            podmanBinary: true, expected: .success(.init(kind: .podman, endpoint: .privatePodmanService))),
+        Case(
+            name: "OCIMAN_PODMAN_SERVICE=private without the binary",
+            variables: ["OCIMAN_BACKEND": "podman", "OCIMAN_PODMAN_SERVICE": "private"], answering: [podmanSocket],
+            expected: .failure(
+                .unreachable(.podman, tried: ["podman binary (not installed; OCIMAN_PODMAN_SERVICE=private)"]))),
+        Case(
             name: "auto prefers docker", answering: [dockerSocket, podmanSocket],
             expected: .success(.init(kind: .docker, endpoint: .socket(dockerSocket)))),
         Case(

@@ -113,6 +113,13 @@ public enum BackendSelector {
         _ environment: BackendEnvironment,
         tried: inout [String]
     ) async throws -> BackendSelection? {
+        // `OCIMAN_PODMAN_SERVICE=private`: ocimand runs its own service even when a socket answers
+        // (isolation from a shared service; also how tests reach the supervised child).
+        if kind == .podman, environment.variables["OCIMAN_PODMAN_SERVICE"] == "private" {
+            if environment.podmanBinaryExists { return BackendSelection(kind: .podman, endpoint: .privatePodmanService) }
+            tried.append("podman binary (not installed; OCIMAN_PODMAN_SERVICE=private)")
+            return nil
+        }
         for path in try candidateSockets(kind, environment.variables) {
             tried.append("unix://\(path)")
             if await environment.probe(path) { return BackendSelection(kind: kind, endpoint: .socket(path)) }
