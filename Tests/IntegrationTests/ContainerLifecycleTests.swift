@@ -24,7 +24,7 @@ struct ContainerLifecycleTests {
                         // Seed a file, then serve the root directory; httpd only listens after a pause.
                         "command": ["sh", "-c", "printf '%s\\n' \"$GREETING\" > /data; sleep 1; exec httpd -f -p 8080"],
                         "publish": [["container_port": 8080, "host_ip": "127.0.0.1"]],
-                        "wait": ["timeout_seconds": 60, "tcp_port": 8080],
+                        "wait": ["timeout_seconds": 60, "tcp_port": 8080], "ttl_seconds": 3600,
                     ])
                 #expect(run.status == 201, "\(run.text)")
                 let container = try run.object()
@@ -37,6 +37,8 @@ struct ContainerLifecycleTests {
                 let runLabels = try #require(container["labels"] as? [String: String])
                 #expect(runLabels["org.example.role"] == "web" && runLabels["ociman.managed"] == "true")
                 #expect(runLabels["ociman.created"].flatMap { ISO8601DateFormatter().date(from: $0) } != nil)
+                let expiresAt = try #require(runLabels["ociman.expires-at"].flatMap(Double.init))
+                #expect(abs(expiresAt - Date().timeIntervalSince1970 - 3600) < 120)
                 let ports = try #require(container["ports"] as? [[String: Any]])
                 #expect(ports.count == 1)
                 #expect(ports.first?["host_ip"] as? String == "127.0.0.1")
@@ -74,7 +76,10 @@ struct ContainerLifecycleTests {
                 // The container's labels carry over to the image.
                 let image = try await fixture.client.send(EngineRequest(.GET, "/images/\(EngineRequest.escape(snapshot))/json"))
                 let imageLabels = try JSONSerialization.jsonObject(with: Data(image.body)) as? [String: Any]
-                #expect(((imageLabels?["Config"] as? [String: Any])?["Labels"] as? [String: String])?["org.example.role"] == "web")
+                let imageConfigLabels = (imageLabels?["Config"] as? [String: Any])?["Labels"] as? [String: String]
+                #expect(imageConfigLabels?["org.example.role"] == "web")
+                // The expiry is the original container's, not the snapshot's: blanked in the image.
+                #expect(imageConfigLabels?["ociman.expires-at"] == "")
 
                 let fromSnapshot = try await client.post(
                     "/containers",
@@ -85,6 +90,7 @@ struct ContainerLifecycleTests {
                 #expect(fromSnapshot.status == 201, "\(fromSnapshot.text)")
                 let snapshotLabels = try fromSnapshot.object()["labels"] as? [String: String]
                 #expect(snapshotLabels?["org.example.role"] == "web", "inherited from the image")
+                #expect(snapshotLabels?["ociman.expires-at"] == "", "no inherited expiry")
 
                 #expect(try await client.post("/containers/\(name)/stop?timeout=2").status == 204)
                 #expect(try await client.post("/containers/\(name)/stop").status == 204, "already stopped")
