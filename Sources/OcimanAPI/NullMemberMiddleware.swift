@@ -3,13 +3,12 @@ import HTTPTypes
 import OcimanCore
 import OpenAPIRuntime
 
-/// Refuses JSON request bodies that set a member the contract declares to `null`: no member of
-/// the contract is nullable, but the generated decoders read `null` for an optional member as
-/// "absent", so `{"changes": null}` would otherwise be accepted although it violates the schema
-/// (found by the schemathesis contract run). Answers 400 naming the member, before the body is
-/// decoded or any handler runs. Members the contract does not declare are ignored by the
-/// decoders, and so are they (and whatever they hold) here. `null` inside arrays and maps needs
-/// no check: the decoders refuse it there.
+/// Refuses JSON request bodies that set a member of the operation's request schema to `null`:
+/// no member of the contract is nullable, but the generated decoders read `null` for an optional
+/// member as "absent", so `{"changes": null}` would otherwise be accepted although it violates
+/// the schema (found by the schemathesis contract run). Answers 400 naming the member, before
+/// the body is decoded or any handler runs. Members the schema does not declare are ignored, as
+/// the decoders ignore them.
 ///
 /// Goes after `ProblemMiddleware`, which turns the thrown `OcimanError` into the problem document.
 public struct NullMemberMiddleware: ServerMiddleware {
@@ -22,10 +21,12 @@ public struct NullMemberMiddleware: ServerMiddleware {
         operationID: String,
         next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
     ) async throws -> (HTTPResponse, HTTPBody?) {
-        guard let body, Self.isJSON(request) else { return try await next(request, body, metadata) }
+        guard let body, let schema = Self.requestSchemas[operationID], Self.isJSON(request) else {
+            return try await next(request, body, metadata)
+        }
         // The transport has already capped the body's size; the decoder collects it whole anyway.
         let bytes = try await [UInt8](collecting: body, upTo: .max)
-        if let field = Self.nullMember(in: bytes, declared: Self.declaredMembers) {
+        if let field = Self.nullMember(in: bytes, schema: schema) {
             throw OcimanError.invalid(field: field, message: "must not be null; leave the member out instead")
         }
         return try await next(request, HTTPBody(bytes), metadata)
@@ -37,51 +38,140 @@ public struct NullMemberMiddleware: ServerMiddleware {
         return mediaType.trimmingCharacters(in: .whitespaces).lowercased() == "application/json"
     }
 
-    /// Every member name the contract's object schemas declare.
-    static let declaredMembers = declaredMemberNames(inContract: embeddedOpenAPIDocument)
-
-    /// The path of the first declared member set to `null` (`changes`, `publish[0].host_ip`), or
-    /// nil. Bodies that are not JSON pass: the decoder reports them with its own message.
-    static func nullMember(in bytes: [UInt8], declared: Set<String>) -> String? {
+    /// The path of the first `null` the schema does not allow (`changes`, `publish[0].host_ip`,
+    /// `labels.a`), or nil. Bodies that are not JSON objects pass: the decoder reports them.
+    static func nullMember(in bytes: [UInt8], schema: MemberSchema) -> String? {
         // Cheap pre-check: without the token there is nothing to find.
         guard bytes.firstRange(of: Array("null".utf8)) != nil,
             let root = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
         else { return nil }
-        return find(in: root, at: "", declared: declared)
+        return find(in: root, schema: schema, at: "")
     }
 
-    private static func find(in value: Any, at path: String, declared: Set<String>) -> String? {
-        switch value {
-        case let object as [String: Any]:
-            for key in object.keys.sorted() where declared.contains(key) {
-                let member = path.isEmpty ? key : "\(path).\(key)"
-                if object[key] is NSNull { return member }
-                if let found = find(in: object[key]!, at: member, declared: declared) { return found }
+    private static func find(in value: Any, schema: MemberSchema, at path: String) -> String? {
+        func member(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
+        switch schema {
+        case .object(let members):
+            guard let object = value as? [String: Any] else { return nil }
+            for key in object.keys.sorted() {
+                guard let memberSchema = members[key] else { continue }
+                if object[key] is NSNull { return member(key) }
+                if let found = find(in: object[key]!, schema: memberSchema, at: member(key)) { return found }
             }
-        case let array as [Any]:
+        case .map(let values):
+            guard let object = value as? [String: Any] else { return nil }
+            for key in object.keys.sorted() {
+                if object[key] is NSNull { return member(key) }
+                if let found = find(in: object[key]!, schema: values, at: member(key)) { return found }
+            }
+        case .array(let items):
+            guard let array = value as? [Any] else { return nil }
             for (index, element) in array.enumerated() {
-                if let found = find(in: element, at: "\(path)[\(index)]", declared: declared) { return found }
+                if element is NSNull { return "\(path)[\(index)]" }
+                if let found = find(in: element, schema: items, at: "\(path)[\(index)]") { return found }
             }
-        default:
+        case .scalar:
             break
         }
         return nil
     }
 
-    /// The keys of every `properties:` block of the contract (block-style YAML, as it is written).
-    static func declaredMemberNames(inContract text: String) -> Set<String> {
-        var names: Set<String> = []
-        var blocks: [Int] = []  // indentation of the enclosing `properties:` lines
+    // MARK: - The request schemas, read from the embedded contract
+
+    /// What the null check needs to know of a schema.
+    indirect enum MemberSchema: Sendable, Equatable {
+        /// Declared members (`properties`); others are ignored.
+        case object([String: MemberSchema])
+        /// `additionalProperties` with a schema: every value must match it.
+        case map(MemberSchema)
+        case array(MemberSchema)
+        case scalar
+    }
+
+    /// The JSON request body schema of each operation, by operation id.
+    static let requestSchemas = requestSchemas(inContract: embeddedOpenAPIDocument)
+
+    static func requestSchemas(inContract text: String) -> [String: MemberSchema] {
+        let document = YAMLOutline(text)
+        let components = document["components"]?["schemas"]
+        var schemas: [String: MemberSchema] = [:]
+        for (_, pathItem) in document["paths"]?.children ?? [] {
+            for (_, operation) in pathItem.children {
+                guard let id = operation["operationId"]?.value,
+                    let schema = operation["requestBody"]?["content"]?["application/json"]?["schema"]
+                else { continue }
+                schemas[String(id)] = memberSchema(schema, components: components, depth: 0)
+            }
+        }
+        return schemas
+    }
+
+    private static func memberSchema(_ node: YAMLOutline.Node, components: YAMLOutline.Node?, depth: Int) -> MemberSchema {
+        guard depth < 32 else { return .scalar }
+        if let reference = node["$ref"]?.value {
+            let name = reference.trimmingCharacters(in: CharacterSet(charactersIn: "'\"")).split(separator: "/").last
+            guard let name, let target = components?[String(name)] else { return .scalar }
+            return memberSchema(target, components: components, depth: depth + 1)
+        }
+        if let properties = node["properties"] {
+            var members: [String: MemberSchema] = [:]
+            for (name, property) in properties.children {
+                members[name] = memberSchema(property, components: components, depth: depth + 1)
+            }
+            return .object(members)
+        }
+        if let items = node["items"] { return .array(memberSchema(items, components: components, depth: depth + 1)) }
+        if let values = node["additionalProperties"], !values.children.isEmpty {
+            return .map(memberSchema(values, components: components, depth: depth + 1))
+        }
+        return .scalar
+    }
+}
+
+/// The mapping structure of a block-style YAML document, as far as indentation shows it: enough
+/// to look up `paths.<path>.<method>.requestBody...` in the contract. Sequences, flow collections
+/// and block scalars are not interpreted (their lines become children nobody looks up).
+struct YAMLOutline {
+    final class Node {
+        var value: Substring = ""
+        var children: [(key: String, node: Node)] = []
+
+        subscript(key: String) -> Node? { children.first { $0.key == key }?.node }
+    }
+
+    let root = Node()
+
+    init(_ text: String) {
+        var stack: [(indent: Int, node: Node)] = [(-1, root)]
         for line in text.split(separator: "\n") {
             let indent = line.prefix { $0 == " " }.count
             let content = line.dropFirst(indent)
-            if content.isEmpty || content.hasPrefix("#") { continue }
-            while let last = blocks.last, indent <= last { blocks.removeLast() }
-            if let last = blocks.last, indent == last + 2, content.hasSuffix(":") {
-                names.insert(String(content.dropLast()))
+            guard !content.isEmpty, !content.hasPrefix("#"), !content.hasPrefix("- ") else { continue }
+            let key: Substring
+            let value: Substring
+            if content.hasSuffix(":") {
+                key = content.dropLast()
+                value = ""
+            } else if let separator = content.range(of: ": ") {
+                key = content[..<separator.lowerBound]
+                value = content[separator.upperBound...].drop { $0 == " " }
+            } else {
+                continue
             }
-            if content == "properties:" { blocks.append(indent) }
+            while let last = stack.last, last.indent >= indent { stack.removeLast() }
+            let node = Node()
+            node.value = value
+            stack.last!.node.children.append((Self.unquoted(key), node))
+            stack.append((indent, node))
         }
-        return names
+    }
+
+    subscript(key: String) -> Node? { root[key] }
+
+    private static func unquoted(_ key: Substring) -> String {
+        if key.count >= 2, let first = key.first, first == key.last, first == "'" || first == "\"" {
+            return String(key.dropFirst().dropLast())
+        }
+        return String(key)
     }
 }

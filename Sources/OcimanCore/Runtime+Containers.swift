@@ -401,8 +401,10 @@ extension Runtime {
         guard parsed.digest == nil else {
             throw .invalid(field: "reference", message: "a commit reference names a tag, not a digest: \"\(reference)\"")
         }
-        if let index = changes.firstIndex(where: { $0.trimmingCharacters(in: .whitespaces).isEmpty || $0.utf8.contains(0) }) {
-            throw .invalid(field: "changes[\(index)]", message: "a change must be a Dockerfile instruction")
+        if let index = changes.firstIndex(where: { !Self.isCommitChange($0) }) {
+            throw .invalid(
+                field: "changes[\(index)]",
+                message: "a change must be a Dockerfile instruction with an argument: one of \(Self.commitInstructions.sorted().joined(separator: ", "))")
         }
         let tag = parsed.tag ?? "latest"
         let engine = self.engine
@@ -426,6 +428,18 @@ extension Runtime {
         }
         let normalized = imageID.hasPrefix("sha256:") ? imageID : "sha256:" + imageID
         return CommitResult(imageID: normalized, reference: "\(parsed.repository):\(tag)")
+    }
+
+    /// The instructions both engines apply on commit (Docker refuses others with 400, Podman
+    /// with 500, which would reach the client as 502).
+    static let commitInstructions: Set<String> = ["CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "USER", "VOLUME", "WORKDIR"]
+
+    /// `INSTRUCTION argument`, the instruction in any case, without NUL bytes.
+    static func isCommitChange(_ change: String) -> Bool {
+        guard !change.utf8.contains(0) else { return false }
+        let parts = change.trimmingCharacters(in: .whitespaces).split(
+            maxSplits: 1, omittingEmptySubsequences: true, whereSeparator: { $0 == " " || $0 == "\t" })
+        return parts.count == 2 && commitInstructions.contains(parts[0].uppercased())
     }
 }
 

@@ -7,36 +7,57 @@ import Testing
 @testable import OcimanAPI
 
 @Suite struct NullMemberMiddlewareTests {
-    @Test func readsTheDeclaredMembersFromTheContract() {
-        let declared = NullMemberMiddleware.declaredMembers
-        // Top-level, nested (wait.log) and deeply nested schema members; not schema keywords
-        // (`type` is both: Mount and the events have a `type` member).
-        for name in ["image", "changes", "timeout_seconds", "host_ip", "pattern", "occurrences", "lease_seconds"] {
-            #expect(declared.contains(name), "\(name)")
+    typealias Schema = NullMemberMiddleware.MemberSchema
+
+    static func null(in body: String, operation: String) throws -> String? {
+        let schema = try #require(NullMemberMiddleware.requestSchemas[operation], "no request schema for \(operation)")
+        return NullMemberMiddleware.nullMember(in: Array(body.utf8), schema: schema)
+    }
+
+    @Test func readsEveryJSONRequestSchemaOfTheContract() throws {
+        let schemas = NullMemberMiddleware.requestSchemas
+        #expect(
+            Set(schemas.keys) == [
+                "runContainer", "execInContainer", "commitContainer", "buildImage", "hashContext", "pullImage",
+                "pushImage", "tagImage", "createSession", "renewSession",
+            ])
+        guard case .object(let run) = try #require(schemas["runContainer"]) else {
+            Issue.record("runContainer is not an object schema")
+            return
         }
-        for keyword in ["items", "description", "properties", "required", "schema", "minimum"] {
-            #expect(!declared.contains(keyword), "\(keyword)")
+        #expect(run["image"] == .scalar)
+        #expect(run["command"] == .array(.scalar))
+        #expect(run["labels"] == .map(.scalar))
+        guard case .object(let wait) = try #require(run["wait"]), case .object(let log) = try #require(wait["log"]) else {
+            Issue.record("wait.log is not an object schema")
+            return
         }
+        #expect(log["pattern"] == .scalar)
     }
 
     @Test(arguments: [
-        (#"{"changes":null}"#, "changes"),
-        (#"{"reference":"x","pause":true,"changes":null}"#, "changes"),
-        (#"{"publish":[{"container_port":80,"host_ip":null}]}"#, "publish[0].host_ip"),
-        (#"{"wait":{"timeout_seconds":3,"log":{"pattern":null}}}"#, "wait.log.pattern"),
+        ("commitContainer", #"{"reference":"x","changes":null}"#, "changes"),
+        ("commitContainer", #"{"reference":"x","changes":["a",null]}"#, "changes[1]"),
+        ("runContainer", #"{"image":"x","publish":[{"container_port":80,"host_ip":null}]}"#, "publish[0].host_ip"),
+        ("runContainer", #"{"image":"x","wait":{"timeout_seconds":3,"log":{"pattern":null}}}"#, "wait.log.pattern"),
+        ("runContainer", #"{"image":"x","labels":{"a":"1","b":null}}"#, "labels.b"),
+        ("execInContainer", #"{"command":["true"],"timeout_seconds":null}"#, "timeout_seconds"),
     ])
-    func findsTheNullMember(body: String, field: String) {
-        #expect(NullMemberMiddleware.nullMember(in: Array(body.utf8), declared: NullMemberMiddleware.declaredMembers) == field)
+    func findsTheNullMember(operation: String, body: String, field: String) throws {
+        #expect(try Self.null(in: body, operation: operation) == field)
     }
 
-    /// Undeclared members are ignored by the decoders, whatever they hold; nulls inside arrays
-    /// and maps are refused by the decoders themselves.
+    /// Undeclared members are ignored by the decoders, whatever they hold, and so here: `name`
+    /// is a member of other schemas, not of a session lease.
     @Test(arguments: [
-        #"{"command":["echo","null"]}"#, #"{"unknown":null,"lease_seconds":5}"#, #"{"extra":{"image":null}}"#,
-        #"{"changes":["a",null]}"#, "not json null", "null", "[null]",
+        ("renewSession", #"{"lease_seconds":5,"name":null}"#),
+        ("createSession", #"{"lease_seconds":5,"extra":{"image":null}}"#),
+        ("execInContainer", #"{"command":["echo","null"]}"#),
+        ("runContainer", "not json null"),
+        ("runContainer", "null"),
     ])
-    func passesWhatTheDecoderHandles(body: String) {
-        #expect(NullMemberMiddleware.nullMember(in: Array(body.utf8), declared: NullMemberMiddleware.declaredMembers) == nil)
+    func passesWhatTheSchemaDoesNotDeclare(operation: String, body: String) throws {
+        #expect(try Self.null(in: body, operation: operation) == nil)
     }
 
     @Test func refusesBeforeTheHandlerAndPassesTheBodyOnOtherwise() async throws {
@@ -46,7 +67,10 @@ import Testing
         await #expect {
             _ = try await middleware.intercept(
                 request, body: HTTPBody(#"{"changes":null}"#), metadata: .init(), operationID: "commitContainer"
-            ) { _, _, _ in Issue.record("the handler ran"); return (HTTPResponse(status: .ok), nil) }
+            ) { _, _, _ in
+                Issue.record("the handler ran")
+                return (HTTPResponse(status: .ok), nil)
+            }
         } throws: { error in
             guard case .invalid(let field, _) = error as? OcimanError else { return false }
             return field == "changes"
