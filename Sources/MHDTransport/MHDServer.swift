@@ -72,7 +72,14 @@ public final class MHDServer: ServerTransport, Sendable {
     /// rest and closes every connection.
     public func shutdown(gracePeriod: Duration) async {
         guard let running = daemon.withLock({ $0 })?.pointer else { return }
-        _ = MHD_quiesce_daemon(running)
+        // libmicrohttpd stops polling the listen socket and hands it back. Closing it now makes
+        // new clients fail at once (refused) rather than wait in the backlog through the grace.
+        if MHD_quiesce_daemon(running) >= 0 {
+            listener.withLock { socket in
+                socket?.close()
+                socket = nil
+            }
+        }
         let deadline = ContinuousClock.now.advanced(by: gracePeriod)
         while ContinuousClock.now < deadline, inFlight.withLock({ !$0.isEmpty }) {
             try? await Task.sleep(for: .milliseconds(20))

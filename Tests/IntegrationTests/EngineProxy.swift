@@ -4,8 +4,8 @@ import Synchronization
 /// A unix-socket relay in front of an engine socket, for fault and disconnect tests: `stop()`
 /// makes the engine vanish for whoever uses the relay (connections cut, socket file gone) without
 /// touching the engine other tests share, `start()` brings it back on the same path. It also
-/// notes the last request line sent on each connection, so a test can ask the engine side
-/// whether a request is still in flight.
+/// notes the last request line sent on each open connection, so a test can ask the engine side
+/// whether a long request (a wait, a followed log) is still there.
 final class EngineProxy: Sendable {
     let path: String
     let upstream: String
@@ -13,8 +13,8 @@ final class EngineProxy: Sendable {
     private struct Link {
         var client: Int32
         var engine: Int32
-        /// The request line last sent towards the engine, while no response byte has come back.
-        var pendingRequest: String?
+        /// The request line last sent towards the engine.
+        var lastRequest: String?
     }
 
     private struct State {
@@ -66,8 +66,9 @@ final class EngineProxy: Sendable {
         }
     }
 
-    /// Request lines sent to the engine that have not been answered yet, on connections still open.
-    var pendingRequests: [String] { state.withLock { $0.links.values.compactMap(\.pendingRequest) } }
+    /// The last request line of each connection still open (a pooled idle connection shows the
+    /// request it served last).
+    var openRequests: [String] { state.withLock { $0.links.values.compactMap(\.lastRequest) } }
 
     private func acceptLoop(_ listener: Int32) {
         while true {
@@ -108,15 +109,11 @@ final class EngineProxy: Sendable {
         while true {
             let count = read(source, &buffer, buffer.count)
             if count <= 0 { break }
-            state.withLock { state in
-                if towardsEngine {
-                    let text = String(decoding: buffer[0..<min(count, 512)], as: UTF8.self)
-                    let firstLine = text.split(separator: "\r\n", maxSplits: 1).first.map(String.init) ?? ""
-                    let methods = ["GET ", "POST ", "PUT ", "DELETE ", "HEAD "]
-                    if methods.contains(where: firstLine.hasPrefix) { state.links[id]?.pendingRequest = firstLine }
-                } else {
-                    state.links[id]?.pendingRequest = nil
-                }
+            if towardsEngine {
+                let text = String(decoding: buffer[0..<min(count, 512)], as: UTF8.self)
+                let firstLine = text.split(separator: "\r\n", maxSplits: 1).first.map(String.init) ?? ""
+                let methods = ["GET ", "POST ", "PUT ", "DELETE ", "HEAD "]
+                if methods.contains(where: firstLine.hasPrefix) { state.withLock { $0.links[id]?.lastRequest = firstLine } }
             }
             var offset = 0
             while offset < count {
