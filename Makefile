@@ -48,6 +48,8 @@ test:
 	# Suites start ocimand processes and real containers with timing assertions (TTL reaping,
 	# readiness waits); on 2 cores running them all at once starves the engines, so one at a time.
 	$(SWIFT) test --no-parallel
+	# The contract fuzz (schemathesis) needs the engines to itself for the same reason.
+	scripts/contract-test.sh
 
 bench:
 	$(SETUP)
