@@ -75,6 +75,7 @@ let package = Package(
                 "OcimanAPI",
                 "MHDTransport",
                 "OcimanCore",
+                "EngineDriver",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -436,10 +436,17 @@ _WRK_ERRORS = re.compile(r"Socket errors:\s+(.*)")
 _WRK_LAT = re.compile(r"^\s+Latency\s+(\S+)\s+(\S+)\s+(\S+)", re.M)
 
 
-def wrk(url: str, threads: int = 2, conns: int = 16, duration: int = 10) -> dict:
+_WRK_PERCENTILE = re.compile(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", re.M)
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def wrk(url: str, threads: int = 2, conns: int = 16, duration: int = 10, script: str | None = None) -> dict:
+    """Runs wrk; `script` is a Lua file (e.g. to rotate paths). Percentiles come back as p50..p99 in ms."""
     if not have("wrk"):
         raise Skip("wrk not installed (apt-get install wrk)")
-    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", url]
+    argv = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{duration}s", "--latency", url]
+    if script:
+        argv[1:1] = ["-s", script]
     r = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=duration + 60)
     out = r.stdout
@@ -453,6 +460,8 @@ def wrk(url: str, threads: int = 2, conns: int = 16, duration: int = 10) -> dict
         res["socket_errors"] = m.group(1).strip()
     if (m := _WRK_LAT.search(out)):
         res["latency_avg"] = m.group(1)
+    for m in _WRK_PERCENTILE.finditer(out):
+        res[f"p{m.group(1)}"] = float(m.group(2)) * _UNIT_MS[m.group(3)]
     return res
 
 

@@ -62,12 +62,40 @@ public final class EngineClient: Sendable {
 
     // MARK: - Requests
 
-    /// Sends a request and reads the whole answer; statuses ≥ 400 become `EngineError`.
+    /// Sends a request and reads the whole answer; statuses ≥ 300 become `EngineError`.
     public func send(_ request: EngineRequest) async throws -> EngineResponse {
-        let stream = try await self.stream(request)
-        let body = try await stream.collect()
-        if stream.status >= 300 { throw EngineError.from(status: stream.status, body: body) }
-        return EngineResponse(status: stream.status, headers: stream.headers, body: body)
+        // A streamed upload needs the task to pump it; everything else is collected on the event loop.
+        if case .stream = request.body {
+            let stream = try await self.stream(request)
+            let body = try await stream.collect()
+            if stream.status >= 300 { throw EngineError.from(status: stream.status, body: body) }
+            return EngineResponse(status: stream.status, headers: stream.headers, body: body)
+        }
+        let started = ContinuousClock.now
+        defer { EngineMetrics.observe(request, since: started) }
+        let (connection, timeout) = try await connect(for: request)
+        let channel = connection.channel
+        let answer = channel.eventLoop.makePromise(of: CollectedResponse.self)
+        let deadline = Deadline(channel: channel, after: timeout)
+        _ = write(request, head: try await head(for: request), on: connection,
+                  sink: .collecting(answer, head: nil, body: channel.allocator.buffer(capacity: 0)))
+        let collected: CollectedResponse
+        do {
+            collected = try await withTaskCancellationHandler {
+                try await answer.futureResult.get()
+            } onCancel: {
+                channel.close(promise: nil)
+            }
+            deadline.cancel()
+        } catch {
+            deadline.cancel()
+            if deadline.fired { throw EngineError.timeout("\(request.method) \(request.path) after \(timeout)") }
+            throw error
+        }
+        let status = Int(collected.head.status.code)
+        let body = Array(collected.body.readableBytesView)
+        if status >= 300 { throw EngineError.from(status: status, body: body) }
+        return EngineResponse(status: status, headers: collected.head.headers, body: body)
     }
 
     /// Sends a request and returns once the response head is in; the body streams.
@@ -75,50 +103,19 @@ public final class EngineClient: Sendable {
     public func stream(_ request: EngineRequest) async throws -> EngineStream {
         let started = ContinuousClock.now
         defer { EngineMetrics.observe(request, since: started) }
-        let target = request.target(prefix: try await prefix(for: request.api))
-        let timeout = request.timeout ?? defaultTimeout
-        let connection = try await acquire(timeout: timeout)
-        let (body, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
-        let headPromise = connection.channel.eventLoop.makePromise(of: HTTPResponseHead.self)
-        let deadline = Deadline(channel: connection.channel, after: timeout)
-        let ended = OnceFlag()
-
-        var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: target)
-        head.headers.add(name: "Host", value: "localhost")
-        for (name, value) in request.headers { head.headers.add(name: name, value: value) }
-        let fixedBody: [UInt8]?
-        switch request.body {
-        case .none:
-            fixedBody = nil
-            if request.method == .POST || request.method == .PUT { head.headers.add(name: "Content-Length", value: "0") }
-        case .bytes(let contentType, let bytes):
-            fixedBody = bytes
-            head.headers.add(name: "Content-Type", value: contentType)
-            head.headers.add(name: "Content-Length", value: String(bytes.count))
-        case .stream(let contentType, _):
-            fixedBody = nil
-            head.headers.add(name: "Content-Type", value: contentType)
-            head.headers.add(name: "Transfer-Encoding", value: "chunked")
-        }
-
+        let (connection, timeout) = try await connect(for: request)
         let channel = connection.channel
-        let handler = connection.handler
-        let sendHead = head
-        try await channel.eventLoop.submit {
-            handler.value.begin(ResponseSink(head: headPromise, body: continuation, ended: ended))
-            channel.write(HTTPClientRequestPart.head(sendHead), promise: nil)
-            if let fixedBody {
-                channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: fixedBody))), promise: nil)
-            }
-            if case .stream = request.body {
-                channel.flush()
-            } else {
-                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-            }
-        }.get()
+        let (body, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
+        let headPromise = channel.eventLoop.makePromise(of: HTTPResponseHead.self)
+        let deadline = Deadline(channel: channel, after: timeout)
+        let ended = OnceFlag()
+        let headWritten = write(request, head: try await head(for: request), on: connection,
+                                sink: .streaming(head: headPromise, body: continuation, ended: ended))
 
         if case .stream(_, let chunks) = request.body {
             do {
+                // Writes from this task and from the loop are not ordered with each other.
+                try await headWritten.get()
                 // Each chunk is on the socket before the next is pulled: a 1 GiB upload stays flat.
                 for try await chunk in chunks {
                     try await channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: chunk)))).get()
@@ -160,6 +157,57 @@ public final class EngineClient: Sendable {
             throw EngineError.from(status: status, body: errorBody)
         }
         return EngineStream(status: status, headers: responseHead.headers, body: body)
+    }
+
+    private func connect(for request: EngineRequest) async throws -> (PooledConnection, Duration) {
+        let timeout = request.timeout ?? defaultTimeout
+        return (try await acquire(timeout: timeout), timeout)
+    }
+
+    private func head(for request: EngineRequest) async throws -> HTTPRequestHead {
+        var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.target(prefix: try await prefix(for: request.api)))
+        head.headers.add(name: "Host", value: "localhost")
+        for (name, value) in request.headers { head.headers.add(name: name, value: value) }
+        switch request.body {
+        case .none:
+            if request.method == .POST || request.method == .PUT { head.headers.add(name: "Content-Length", value: "0") }
+        case .bytes(let contentType, let bytes):
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Content-Length", value: String(bytes.count))
+        case .stream(let contentType, _):
+            head.headers.add(name: "Content-Type", value: contentType)
+            head.headers.add(name: "Transfer-Encoding", value: "chunked")
+        }
+        return head
+    }
+
+    /// Hands the request to the connection's event loop without waiting for it: nothing written
+    /// there can fail in a way the caller could act on before the response (or its absence) tells.
+    /// A streamed body is left open for the caller, who must wait for the returned future (the
+    /// head is in the pipeline) before writing any of it.
+    private func write(
+        _ request: EngineRequest, head: HTTPRequestHead, on connection: PooledConnection, sink: ResponseSink
+    ) -> EventLoopFuture<Void> {
+        let channel = connection.channel
+        let handler = connection.handler
+        let headWritten = channel.eventLoop.makePromise(of: Void.self)
+        let fixedBody: [UInt8]? = if case .bytes(_, let bytes) = request.body { bytes } else { nil }
+        let streamsBody = if case .stream = request.body { true } else { false }
+        let work: @Sendable () -> Void = {
+            handler.value.begin(sink)
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            if let fixedBody {
+                channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: fixedBody))), promise: nil)
+            }
+            if streamsBody {
+                channel.flush()
+            } else {
+                channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+            }
+            headWritten.succeed()
+        }
+        if channel.eventLoop.inEventLoop { work() } else { channel.eventLoop.execute(work) }
+        return headWritten.futureResult
     }
 
     /// Takes over the connection after the response head (exec with stdin, attach).
@@ -222,10 +270,16 @@ public final class EngineClient: Sendable {
     // MARK: - Connections
 
     private func acquire(timeout: Duration) async throws -> PooledConnection {
-        while let pooled = idle.withLock({ $0.popLast() }) {
+        // A connection of the loop this task runs on (see EventLoopTaskExecutor) answers without a
+        // thread hand-off; any other idle one is still cheaper than a new connection.
+        let current = MultiThreadedEventLoopGroup.currentEventLoop
+        while let pooled = idle.withLock({ idle in
+            let local = current.flatMap { loop in idle.lastIndex { $0.channel.eventLoop === loop } }
+            return local.map { idle.remove(at: $0) } ?? idle.popLast()
+        }) {
             if pooled.channel.isActive { return pooled }
         }
-        let bootstrap = ClientBootstrap(group: group)
+        let bootstrap = ClientBootstrap(group: current ?? group.next())
             .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

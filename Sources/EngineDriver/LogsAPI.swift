@@ -1,21 +1,4 @@
-/// Container output: `GET /containers/{id}/logs` (compat, the same on Docker and Podman).
-public struct ContainerLogsQuery: Sendable, Equatable {
-    /// Keep the request open and stream new output until the container stops.
-    public var follow: Bool
-    /// Only the last N lines of existing output; nil for all.
-    public var tail: Int?
-    /// Only output at or after this Unix time (seconds).
-    public var since: Int?
-    /// Prefix each log entry with the engine's RFC 3339 timestamp and a space.
-    public var timestamps: Bool
-
-    public init(follow: Bool = false, tail: Int? = nil, since: Int? = nil, timestamps: Bool = false) {
-        self.follow = follow
-        self.tail = tail
-        self.since = since
-        self.timestamps = timestamps
-    }
-}
+// Container output: `GET /containers/{id}/logs` (compat, the same on Docker and Podman).
 
 /// What exec and logs need to know about a container, from its inspect.
 public struct ContainerProcessState: Decodable, Sendable {
@@ -57,14 +40,17 @@ extension EngineClient {
     /// Both streams of the container's output. Framing follows the container's TTY flag, not the
     /// Content-Type (Podman labels framed output as raw). Podman sends the response head of a
     /// follow only with the first output, so a follow should pass a long `timeout`.
-    public func containerLogs(_ id: String, _ query: ContainerLogsQuery, timeout: Duration? = nil) async throws
-        -> EngineStream
-    {
+    /// `follow` keeps the request open until the container stops; `tail` keeps the last N lines
+    /// and `since` the output from that Unix time on; `timestamps` prefixes each entry with the
+    /// engine's RFC 3339 time and a space.
+    public func containerLogs(
+        _ id: String, follow: Bool, tail: Int?, since: Int?, timestamps: Bool, timeout: Duration? = nil
+    ) async throws -> EngineStream {
         var parameters = [("stdout", "true"), ("stderr", "true")]
-        if query.follow { parameters.append(("follow", "true")) }
-        if let tail = query.tail { parameters.append(("tail", String(tail))) }
-        if let since = query.since { parameters.append(("since", String(since))) }
-        if query.timestamps { parameters.append(("timestamps", "true")) }
+        if follow { parameters.append(("follow", "true")) }
+        if let tail { parameters.append(("tail", String(tail))) }
+        if let since { parameters.append(("since", String(since))) }
+        if timestamps { parameters.append(("timestamps", "true")) }
         return try await stream(
             EngineRequest(.GET, "/containers/\(EngineRequest.escape(id))/logs", query: parameters, timeout: timeout))
     }

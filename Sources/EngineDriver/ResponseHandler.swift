@@ -2,12 +2,18 @@ import NIOCore
 import Synchronization
 import NIOHTTP1
 
-/// The head and a body stream of one engine response.
-struct ResponseSink {
-    var head: EventLoopPromise<HTTPResponseHead>?
-    var body: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
-    /// Set once the whole response is in, before the body stream finishes.
-    var ended: OnceFlag
+/// Where the parts of one engine response go.
+enum ResponseSink {
+    /// The head as soon as it is in, then the body as a stream.
+    case streaming(head: EventLoopPromise<HTTPResponseHead>?, body: AsyncThrowingStream<ByteBuffer, any Error>.Continuation,
+                   ended: OnceFlag)
+    /// The whole response at once: one wake-up of the waiting task instead of one per part.
+    case collecting(EventLoopPromise<CollectedResponse>, head: HTTPResponseHead?, body: ByteBuffer)
+}
+
+struct CollectedResponse: Sendable {
+    var head: HTTPResponseHead
+    var body: ByteBuffer
 }
 
 /// A flag that is set once and read from any thread.
@@ -37,19 +43,47 @@ final class ResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            keepAlive = head.isKeepAlive
-            sink?.head?.succeed(head)
-            sink?.head = nil
-        case .body(let bytes):
-            sink?.body.yield(bytes)
-        case .end:
-            sink?.ended.set()
-            sink?.body.finish()
-            sink = nil
-            onComplete(keepAlive)
+        let part = unwrapInboundIn(data)
+        if case .head(let head) = part { keepAlive = head.isKeepAlive }
+        switch (sink, part) {
+        case (nil, _):
+            return
+        case (.streaming(let headPromise, let body, let ended), _):
+            switch part {
+            case .head(let head):
+                headPromise?.succeed(head)
+                sink = .streaming(head: nil, body: body, ended: ended)
+            case .body(let bytes):
+                body.yield(bytes)
+            case .end:
+                ended.set()
+                body.finish()
+                complete()
+            }
+        case (.collecting(let promise, let collectedHead, var collected), _):
+            switch part {
+            case .head(let head):
+                sink = .collecting(promise, head: head, body: collected)
+            case .body(var bytes):
+                // Drop the sink's copy first so the append does not copy the buffer.
+                sink = nil
+                collected.writeBuffer(&bytes)
+                sink = .collecting(promise, head: collectedHead, body: collected)
+            case .end:
+                complete()
+                if let collectedHead {
+                    promise.succeed(CollectedResponse(head: collectedHead, body: collected))
+                } else {
+                    promise.fail(EngineError.protocolViolation("the engine ended a response without a head"))
+                }
+            }
         }
+    }
+
+    /// The response is in: the connection goes back to the pool before the waiter runs.
+    private func complete() {
+        sink = nil
+        onComplete(keepAlive)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -65,8 +99,13 @@ final class ResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func fail(_ error: EngineError) {
         guard let sink else { return }
         self.sink = nil
-        sink.head?.fail(error)
-        sink.body.finish(throwing: error)
+        switch sink {
+        case .streaming(let head, let body, _):
+            head?.fail(error)
+            body.finish(throwing: error)
+        case .collecting(let promise, _, _):
+            promise.fail(error)
+        }
     }
 }
 

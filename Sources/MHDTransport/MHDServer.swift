@@ -207,7 +207,7 @@ public final class MHDServer: ServerTransport, Sendable {
             }
             let metadata = ServerRequestMetadata(pathParameters: parameters)
             let requestBody = context.requestBody
-            context.task = Task { [configuration] in
+            context.task = Task(executorPreference: configuration.handlerExecutor?()) { [configuration] in
                 await self.run(context, handler, request, body, requestBody, metadata, configuration)
             }
         }

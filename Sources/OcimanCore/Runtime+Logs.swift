@@ -49,14 +49,14 @@ extension Runtime {
             throw .invalid(field: "since", message: "since must be a Unix time in seconds (0 or more), not \(since)")
         }
         let mode = try await OcimanError.wrap("container \(id)") { try await engine.containerProcessState(id) }
-        let query = ContainerLogsQuery(
-            follow: options.follow, tail: options.tail, since: options.since, timestamps: options.timestamps)
         // Podman sends the head of a follow only with the first output, which may be much later.
         let headTimeout: Duration? = options.follow ? .seconds(366 * 24 * 3600) : nil
         let (lines, continuation) = AsyncThrowingStream.makeStream(of: LogLine.self)
         let producer = Task { [engine] in
             do {
-                let output = try await engine.containerLogs(mode.id, query, timeout: headTimeout)
+                let output = try await engine.containerLogs(
+                    mode.id, follow: options.follow, tail: options.tail, since: options.since,
+                    timestamps: options.timestamps, timeout: headTimeout)
                 var decoder = LogDecoder(framed: !mode.tty, timestamps: options.timestamps)
                 for try await chunk in output.body {
                     for line in try decoder.feed(chunk.readableBytesView) { continuation.yield(line) }

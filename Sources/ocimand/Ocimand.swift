@@ -1,4 +1,5 @@
 import ArgumentParser
+import EngineDriver
 import Foundation
 import Logging
 import MHDTransport
@@ -127,6 +128,7 @@ struct Ocimand: AsyncParsableCommand {
         configuration.idleTimeoutSeconds = settings.idleTimeoutSeconds
         configuration.connectionLimit = settings.maxConnections
         configuration.requestTimeout = .seconds(settings.requestTimeoutSeconds)
+        configuration.handlerExecutor = EventLoopTaskExecutor.roundRobin()
         configuration.admit = { request, template, hasBody in
             admission.check(request, routeTemplate: template, hasBody: hasBody)
         }

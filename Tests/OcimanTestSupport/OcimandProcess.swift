@@ -44,7 +44,7 @@ public final class OcimandProcess: Sendable {
     ) async throws -> OcimandProcess {
         let binary = try locateBinary()
         let logPath = NSTemporaryDirectory() + "ocimand-test-\(UUID().uuidString).log"
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
@@ -70,7 +70,7 @@ public final class OcimandProcess: Sendable {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        box.terminate()
+        _ = box.terminate()
         throw TestSupportError("ocimand did not start listening within 30 s")
     }
 
