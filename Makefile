@@ -11,14 +11,16 @@ SETUP   := scripts/setup-engines.sh
 PYTHON  ?= python3
 ARGS    ?=
 BENCH_ARGS ?=
+# The binary the container image ships (Dockerfile): Swift's runtime linked in, 2.5 MB less idle RSS.
+RELEASE := $(SWIFT) build -c release --product ocimand --static-swift-stdlib
 
 # Swift lives in /opt/swift on these machines; make sure it is found from a bare environment.
 export PATH := $(PATH):/opt/swift/usr/bin
 
-.PHONY: deps engines build run test bench fuzz clean help image-test deploy-check
+.PHONY: deps engines build run test readme-check bench fuzz clean help image-test deploy-check
 
 help:
-	@echo "targets: deps build run test bench fuzz clean image-test deploy-check"
+	@echo "targets: deps build run test readme-check bench fuzz clean image-test deploy-check"
 	@echo "  make run ARGS='--listen 127.0.0.1:8420'   build (release) and exec ocimand"
 	@echo "  make bench BENCH_ARGS='--only health'      run part of the benchmark"
 
@@ -31,13 +33,13 @@ engines:
 	$(SETUP)
 
 build:
-	$(SWIFT) build -c release --product ocimand
+	$(RELEASE)
 
 ## run: enough engine set-up to run (Podman + containers.conf on an engine-less machine;
 ## ocimand auto-detects and supervises its own Podman service), then exec the release binary.
 run:
 	$(SETUP) --run
-	$(SWIFT) build -c release
+	$(RELEASE)
 	exec .build/release/ocimand $(ARGS)
 
 ## test: both engines up, then the whole test suite. Integration suites read OCIMAN_TEST_ENGINES.
@@ -50,10 +52,22 @@ test:
 	$(SWIFT) test --no-parallel
 	# The contract fuzz (schemathesis) needs the engines to itself for the same reason.
 	scripts/contract-test.sh
+	$(MAKE) --no-print-directory readme-check
+
+## readme-check: every README example, verbatim, against a debug ocimand on each engine in turn.
+readme-check:
+	@for engine in docker podman; do \
+	    port=$$($(PYTHON) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	    .build/debug/ocimand --listen 127.0.0.1:$$port --backend $$engine --context-root /tmp --log-level warning & pid=$$!; \
+	    for _ in $$(seq 100); do curl -sf http://127.0.0.1:$$port/ready >/dev/null && break; sleep 0.1; done; \
+	    echo "readme-check: README examples on $$engine"; \
+	    OCIMAN_URL=http://127.0.0.1:$$port scripts/readme-check.sh || { kill $$pid; exit 1; }; \
+	    kill $$pid; wait $$pid || true; \
+	done
 
 bench:
 	$(SETUP)
-	$(SWIFT) build -c release
+	$(RELEASE)
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 
 fuzz:

@@ -28,7 +28,7 @@
 # sessions the examples opened (as $SESSION), and /tmp directories the README's `mkdir -p`
 # created. It refuses to start when a container the README names already exists (the examples
 # would collide with it).
-# Not part of make test.
+# make readme-check (part of make test) runs it on both engines against a debug build.
 set -euo pipefail
 
 OCIMAN_URL=${OCIMAN_URL:-http://127.0.0.1:8420}

@@ -35,7 +35,7 @@ done
 
 BUILD_PKGS=(libmicrohttpd-dev libssl-dev pkg-config)
 ENGINE_PKGS=(docker.io podman runc busybox-static iptables uidmap)
-TOOL_PKGS=(nginx-light wrk curl python3-venv openssl tar)
+TOOL_PKGS=(nginx-light wrk curl jq python3-venv openssl tar)
 PODMAN_PKGS=(podman runc uidmap)
 
 DOCKER_SOCK=/var/run/docker.sock

@@ -207,7 +207,8 @@ public final class MHDServer: ServerTransport, Sendable {
             }
             let metadata = ServerRequestMetadata(pathParameters: parameters)
             let requestBody = context.requestBody
-            context.task = Task(executorPreference: configuration.handlerExecutor?()) { [configuration] in
+            let executor = InlineFirstExecutor(fallback: configuration.handlerExecutor ?? { globalConcurrentExecutor })
+            context.task = executor.startTask { [configuration, body] in
                 await self.run(context, handler, request, body, requestBody, metadata, configuration)
             }
         }

@@ -35,7 +35,8 @@ public struct MHDServerConfiguration: Sendable {
     /// Larger bodies (tar uploads) are paused by the handler's backpressure, so not all of their
     /// time is the client's: only `idleTimeoutSeconds` bounds them. nil turns the deadline off.
     public var requestTimeout: Duration? = .seconds(60)
-    /// Where each request's handler task runs; nil means the global concurrent executor.
+    /// Where a request's handler task runs each time it is resumed from another thread (it starts
+    /// on the libmicrohttpd thread, see `InlineFirstExecutor`); nil means the global concurrent executor.
     public var handlerExecutor: (@Sendable () -> any TaskExecutor)?
     /// Renders transport-level errors (404, 405, 413, 500) as (content type, body).
     public var renderProblem: @Sendable (Int, String) -> (String, [UInt8])

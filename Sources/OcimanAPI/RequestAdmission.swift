@@ -108,7 +108,7 @@ public struct RequestAdmission: Sendable {
             }
             host = host[host.index(after: host.startIndex)..<close]
             guard host.contains(":") else { return nil }
-        } else if host.filter({ $0 == ":" }).count >= 2 {
+        } else if host.utf8.lazy.filter({ $0 == UInt8(ascii: ":") }).count >= 2 {
             // A bare IPv6 address (as configured; a Host header would bracket it): no port.
         } else if let colon = host.firstIndex(of: ":") {
             port = host[host.index(after: colon)...]
@@ -118,9 +118,18 @@ public struct RequestAdmission: Sendable {
             return nil
         }
         if host.hasSuffix(".") { host = host.dropLast() }
-        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789-.:_")
-        guard !host.isEmpty, host.allSatisfy({ allowed.contains($0) }) else { return nil }
+        guard !host.isEmpty, host.utf8.allSatisfy(isHostNameByte) else { return nil }
         return String(host)
+    }
+
+    /// Runs on every request: bytes, not a `Set<Character>` (building one cost 8% of a `/health`).
+    private static func isHostNameByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "_"):
+            true
+        default: false
+        }
     }
 
     /// `scheme://host[:port]` lowercased, without a trailing slash; nil for anything else,

@@ -128,7 +128,7 @@ struct Ocimand: AsyncParsableCommand {
         configuration.idleTimeoutSeconds = settings.idleTimeoutSeconds
         configuration.connectionLimit = settings.maxConnections
         configuration.requestTimeout = .seconds(settings.requestTimeoutSeconds)
-        configuration.handlerExecutor = EventLoopTaskExecutor.roundRobin()
+        configuration.handlerExecutor = EventLoopTaskExecutor.currentOrNext()
         configuration.admit = { request, template, hasBody in
             admission.check(request, routeTemplate: template, hasBody: hasBody)
         }
