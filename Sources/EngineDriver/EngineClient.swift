@@ -73,11 +73,14 @@ public final class EngineClient: Sendable {
         }
         let started = ContinuousClock.now
         defer { EngineMetrics.observe(request, since: started) }
-        let (connection, timeout) = try await connect(for: request)
+        // The head first: making it may ping the engine, which must not hold a pooled connection.
+        let requestHead = try await head(for: request)
+        let timeout = request.timeout ?? defaultTimeout
+        let connection = try await acquire(timeout: timeout)
         let channel = connection.channel
         let answer = channel.eventLoop.makePromise(of: CollectedResponse.self)
         let deadline = Deadline(channel: channel, after: timeout)
-        _ = write(request, head: try await head(for: request), on: connection,
+        _ = write(request, head: requestHead, on: connection,
                   sink: .collecting(answer, head: nil, body: channel.allocator.buffer(capacity: 0)))
         let collected: CollectedResponse
         do {
@@ -103,13 +106,15 @@ public final class EngineClient: Sendable {
     public func stream(_ request: EngineRequest) async throws -> EngineStream {
         let started = ContinuousClock.now
         defer { EngineMetrics.observe(request, since: started) }
-        let (connection, timeout) = try await connect(for: request)
+        let requestHead = try await head(for: request)
+        let timeout = request.timeout ?? defaultTimeout
+        let connection = try await acquire(timeout: timeout)
         let channel = connection.channel
         let (body, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
         let headPromise = channel.eventLoop.makePromise(of: HTTPResponseHead.self)
         let deadline = Deadline(channel: channel, after: timeout)
         let ended = OnceFlag()
-        let headWritten = write(request, head: try await head(for: request), on: connection,
+        let headWritten = write(request, head: requestHead, on: connection,
                                 sink: .streaming(head: headPromise, body: continuation, ended: ended))
 
         if case .stream(_, let chunks) = request.body {
@@ -157,11 +162,6 @@ public final class EngineClient: Sendable {
             throw EngineError.from(status: status, body: errorBody)
         }
         return EngineStream(status: status, headers: responseHead.headers, body: body)
-    }
-
-    private func connect(for request: EngineRequest) async throws -> (PooledConnection, Duration) {
-        let timeout = request.timeout ?? defaultTimeout
-        return (try await acquire(timeout: timeout), timeout)
     }
 
     private func head(for request: EngineRequest) async throws -> HTTPRequestHead {
