@@ -82,19 +82,7 @@ public final class EngineClient: Sendable {
         let deadline = Deadline(channel: channel, after: timeout)
         _ = write(request, head: requestHead, on: connection,
                   sink: .collecting(answer, head: nil, body: channel.allocator.buffer(capacity: 0)))
-        let collected: CollectedResponse
-        do {
-            collected = try await withTaskCancellationHandler {
-                try await answer.futureResult.get()
-            } onCancel: {
-                channel.close(promise: nil)
-            }
-            deadline.cancel()
-        } catch {
-            deadline.cancel()
-            if deadline.fired { throw EngineError.timeout("\(request.method) \(request.path) after \(timeout)") }
-            throw error
-        }
+        let collected = try await awaitAnswer(answer.futureResult, on: channel, deadline: deadline, request, timeout)
         let status = Int(collected.head.status.code)
         let body = Array(collected.body.readableBytesView)
         if status >= 300 { throw EngineError.from(status: status, body: body) }
@@ -136,19 +124,7 @@ public final class EngineClient: Sendable {
             }
         }
 
-        let responseHead: HTTPResponseHead
-        do {
-            responseHead = try await withTaskCancellationHandler {
-                try await headPromise.futureResult.get()
-            } onCancel: {
-                channel.close(promise: nil)
-            }
-            deadline.cancel()
-        } catch {
-            deadline.cancel()
-            if deadline.fired { throw EngineError.timeout("\(request.method) \(request.path) after \(timeout)") }
-            throw error
-        }
+        let responseHead = try await awaitAnswer(headPromise.futureResult, on: channel, deadline: deadline, request, timeout)
 
         continuation.onTermination = { termination in
             // A consumer that stops early cancels the engine operation by closing the connection.
@@ -162,6 +138,27 @@ public final class EngineClient: Sendable {
             throw EngineError.from(status: status, body: errorBody)
         }
         return EngineStream(status: status, headers: responseHead.headers, body: body)
+    }
+
+    /// Waits for what the engine answers (the head, or the whole response) within the deadline;
+    /// a cancelled task closes the connection, which ends the wait and the engine operation.
+    private func awaitAnswer<Answer: Sendable>(
+        _ answer: EventLoopFuture<Answer>, on channel: any Channel, deadline: Deadline,
+        _ request: EngineRequest, _ timeout: Duration
+    ) async throws -> Answer {
+        do {
+            let value = try await withTaskCancellationHandler {
+                try await answer.get()
+            } onCancel: {
+                channel.close(promise: nil)
+            }
+            deadline.cancel()
+            return value
+        } catch {
+            deadline.cancel()
+            if deadline.fired { throw EngineError.timeout("\(request.method) \(request.path) after \(timeout)") }
+            throw error
+        }
     }
 
     private func head(for request: EngineRequest) async throws -> HTTPRequestHead {

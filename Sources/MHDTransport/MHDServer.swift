@@ -20,12 +20,15 @@ public final class MHDServer: ServerTransport, Sendable {
     private let listener = Mutex<ListeningSocket?>(nil)
     private let inFlight = Mutex<[ObjectIdentifier: RequestContext]>([:])
     let disconnectWatch: DisconnectWatch
+    /// Starts every handler task; stateless apart from where resumed tasks go, so one serves all.
+    private let handlerExecutor: InlineFirstExecutor
     /// Cuts off clients that are too slow to send their request (`configuration.requestTimeout`).
     private let deadlineSweep = Mutex<Task<Void, Never>?>(nil)
 
     public init(configuration: MHDServerConfiguration) {
         self.configuration = configuration
         self.disconnectWatch = DisconnectWatch(interval: configuration.disconnectCheckInterval)
+        self.handlerExecutor = InlineFirstExecutor(fallback: configuration.handlerExecutor ?? { globalConcurrentExecutor })
     }
 
     public func register(
@@ -207,8 +210,7 @@ public final class MHDServer: ServerTransport, Sendable {
             }
             let metadata = ServerRequestMetadata(pathParameters: parameters)
             let requestBody = context.requestBody
-            let executor = InlineFirstExecutor(fallback: configuration.handlerExecutor ?? { globalConcurrentExecutor })
-            context.task = executor.startTask { [configuration, body] in
+            context.task = handlerExecutor.startTask { [configuration, body] in
                 await self.run(context, handler, request, body, requestBody, metadata, configuration)
             }
         }

@@ -176,6 +176,17 @@ struct ResilienceTests {
         Issue.record("ocimand did not select \(outage.endpoint) in 3 attempts")
     }
 
+    /// Runs `body`, then tears the outage down, also when `body` throws.
+    static func tearingDown(_ outage: any Outage, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch {
+            await outage.tearDown()
+            throw error
+        }
+        await outage.tearDown()
+    }
+
     /// Status and duration of one request.
     static func timed(_ client: OcimandClient, _ path: String) async throws -> (Int, Duration) {
         let started = ContinuousClock.now
@@ -186,7 +197,7 @@ struct ResilienceTests {
     @Test("engine gone: 503 at once and /ready says so; engine back: recovered without a restart", arguments: TestEngines.available)
     func engineGoesAwayAndComesBack(engine: String) async throws {
         let outage = try await Self.outage(for: engine)
-        do {
+        try await Self.tearingDown(outage) {
             try await Self.withOcimandOn(outage, engine: engine, arguments: ["--engine-timeout", "3"]) { server, client in
                 let list = "/containers?label=ociman.test=resilience-none"
                 #expect(try await client.get("/ready").status == 200)
@@ -209,18 +220,14 @@ struct ResilienceTests {
                 #expect(backend.status == 200, "\(backend.text)")
                 #expect(server.log.contains("ocimand listening"))
             }
-        } catch {
-            await outage.tearDown()
-            throw error
         }
-        await outage.tearDown()
     }
 
     @Test("engine hangs: answers within the engine timeout, /ready within 2 s; recovered when it resumes")
     func engineHangs() async throws {
         try #require(TestEngines.available.contains("podman"))
         let outage = try await PrivatePodman()
-        do {
+        try await Self.tearingDown(outage) {
             try await Self.withOcimandOn(outage, engine: "podman", arguments: ["--engine-timeout", "3"]) { _, client in
                 #expect(try await client.get("/ready").status == 200)
                 await outage.freeze()
@@ -234,11 +241,7 @@ struct ResilienceTests {
                 #expect(await eventually(timeout: .seconds(10)) { (try? await client.get("/ready").status) == 200 })
                 #expect(try await client.get("/containers").status == 200)
             }
-        } catch {
-            await outage.tearDown()
-            throw error
         }
-        await outage.tearDown()
     }
 
     @Test("a private Podman service that dies is restarted; stopped with ocimand")
