@@ -56,14 +56,8 @@ test:
 
 ## readme-check: every README example, verbatim, against a debug ocimand on each engine in turn.
 readme-check:
-	@for engine in docker podman; do \
-	    port=$$($(PYTHON) -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
-	    .build/debug/ocimand --listen 127.0.0.1:$$port --backend $$engine --context-root /tmp --log-level warning & pid=$$!; \
-	    for _ in $$(seq 100); do curl -sf http://127.0.0.1:$$port/ready >/dev/null && break; sleep 0.1; done; \
-	    echo "readme-check: README examples on $$engine"; \
-	    OCIMAN_URL=http://127.0.0.1:$$port scripts/readme-check.sh || { kill $$pid; exit 1; }; \
-	    kill $$pid; wait $$pid || true; \
-	done
+	scripts/readme-check.sh --engine docker
+	scripts/readme-check.sh --engine podman
 
 bench:
 	$(SETUP)

@@ -16,59 +16,31 @@ SCHEMATHESIS_VERSION=4.32.5
 ENGINES=${CONTRACT_ENGINES:-docker podman}
 MAX_EXAMPLES=${CONTRACT_MAX_EXAMPLES:-25}
 SEED=${CONTRACT_SEED:-20250115}
-OCIMAND=.build/debug/ocimand
 VENV=.venv
+source scripts/lib/ocimand.sh
 
 if [[ ! -x $VENV/bin/st ]] || [[ $($VENV/bin/st --version 2>/dev/null) != *" $SCHEMATHESIS_VERSION" ]]; then
     echo "contract: installing schemathesis $SCHEMATHESIS_VERSION into $VENV"
     [[ -x $VENV/bin/python ]] || python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
 fi
-if [[ ! -x $OCIMAND ]]; then
-    PATH="$PATH:/opt/swift/usr/bin" swift build --product ocimand
-fi
 
 RUN=$(date +%s)-$$
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/ociman-contract.XXXXXX")
-OCIMAND_PID=
 failed=()
-
-stop_ocimand() {
-    if [[ -n $OCIMAND_PID ]]; then
-        kill -TERM "$OCIMAND_PID" 2>/dev/null || true
-        wait "$OCIMAND_PID" 2>/dev/null || true
-        OCIMAND_PID=
-    fi
-}
-trap 'stop_ocimand; rm -rf "$SCRATCH"' EXIT
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+trap 'ocimand_stop; rm -rf "$SCRATCH"' EXIT
 
 # POST JSON to ocimand; prints the status code.
 post() {
     curl -sS -o "$SCRATCH/answer" -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
-        --data "$2" "http://127.0.0.1:$PORT$1"
+        --data "$2" "$OCIMAND_URL$1"
 }
 
 run_engine() {
     local engine=$1 dir=$SCRATCH/$1
     mkdir -p "$dir/state" "$dir/context" "$dir/bind"
     printf 'FROM localhost/busybox:test\n' >"$dir/context/Dockerfile"
-    PORT=$(free_port)
-    "$OCIMAND" --listen "127.0.0.1:$PORT" --backend "$engine" --state-dir "$dir/state" \
-        --context-root "$dir/context" --log-level warning >"$dir/ocimand.log" 2>&1 &
-    OCIMAND_PID=$!
-    local tries=0
-    until curl -sf "http://127.0.0.1:$PORT/ready" >/dev/null; do
-        if ((++tries > 100)) || ! kill -0 "$OCIMAND_PID" 2>/dev/null; then
-            echo "contract: ocimand ($engine) did not become ready; log:" >&2
-            cat "$dir/ocimand.log" >&2
-            return 1
-        fi
-        sleep 0.1
-    done
+    ocimand_start "$engine" "$dir/ocimand.log" --state-dir "$dir/state" --context-root "$dir/context" || return 1
 
     python3 scripts/contract/engine.py snapshot "$engine" "$dir/snapshot.json"
     local container=ociman-contract-$RUN image=localhost/ociman-contract-$RUN:fixture status
@@ -78,17 +50,17 @@ run_engine() {
     status=$(post /images/localhost%2Fbusybox:test/tag "{\"target\":\"$image\"}")
     [[ $status == 201 ]] || { echo "contract: fixture image: HTTP $status $(cat "$SCRATCH/answer")" >&2; return 1; }
 
-    echo "contract: schemathesis against ocimand on $engine (port $PORT, run $RUN)"
+    echo "contract: schemathesis against ocimand on $engine ($OCIMAND_URL, run $RUN)"
     local seed_args=(--seed "$SEED")
     [[ $SEED == random ]] && seed_args=()
     local status_st=0
     CONTRACT_RUN=$RUN CONTRACT_CONTAINER=$container CONTRACT_IMAGE=$image CONTRACT_SCRATCH=$dir/bind \
     CONTRACT_RECORD=$dir/created.ndjson CONTRACT_TRACE=${CONTRACT_TRACE:-} PYTHONPATH=scripts/contract SCHEMATHESIS_HOOKS=hooks \
         "$VENV/bin/st" --config-file scripts/contract/schemathesis.toml run openapi.yaml \
-        --url "http://127.0.0.1:$PORT" --max-examples "$MAX_EXAMPLES" "${seed_args[@]}" \
+        --url "$OCIMAND_URL" --max-examples "$MAX_EXAMPLES" "${seed_args[@]}" \
         --request-timeout 30 --generation-database none --no-color ${CONTRACT_ARGS:-} || status_st=$?
 
-    stop_ocimand
+    ocimand_stop
     python3 scripts/contract/engine.py cleanup "$engine" "$RUN" "$dir/snapshot.json" "$dir/created.ndjson" || status_st=1
     if grep -qE 'Fatal error|panic' "$dir/ocimand.log"; then
         echo "contract: ocimand ($engine) crashed:" >&2

@@ -4,6 +4,7 @@
 #
 #   OCIMAN_BACKEND=docker .build/release/ocimand &      # or make run; then, in another shell:
 #   scripts/readme-check.sh                             # OCIMAN_URL=http://127.0.0.1:8420 by default
+#   scripts/readme-check.sh --engine podman             # or let it start a debug ocimand of its own
 #
 # Run it once per engine (restart ocimand with OCIMAN_BACKEND=podman). Needs curl, python3 and tar
 # (jq is used when installed; otherwise a small stand-in covering the README's jq filters).
@@ -31,11 +32,10 @@
 # make readme-check (part of make test) runs it on both engines against a debug build.
 set -euo pipefail
 
-OCIMAN_URL=${OCIMAN_URL:-http://127.0.0.1:8420}
-OCIMAN_URL=${OCIMAN_URL%/}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OCIMAND_BINARY=${OCIMAND_BINARY:-$here/../.build/debug/ocimand}
+source "$here/lib/ocimand.sh"
 README=${README:-$(cd "$here/.." && pwd)/README.md}
-export OCIMAN_URL README
 RC_WORK=$(mktemp -d "${TMPDIR:-/tmp}/readme-check.XXXXXX")
 export RC_WORK
 
@@ -45,12 +45,24 @@ cleanup() {
     if [ -f "$RC_WORK/before.json" ]; then
         python3 "$RC_WORK/check.py" cleanup || rc=1
     fi
+    ocimand_stop
     rm -rf "$RC_WORK"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# --engine ENGINE: check against an ocimand of our own (the debug build, contexts under /tmp).
+if [[ ${1:-} == --engine ]]; then
+    [[ -n ${2:-} ]] || { echo "readme-check: --engine needs docker or podman" >&2; exit 2; }
+    ocimand_start "$2" "$RC_WORK/ocimand.log" --context-root /tmp
+    OCIMAN_URL=$OCIMAND_URL
+    echo "readme-check: README examples on $2"
+fi
+OCIMAN_URL=${OCIMAN_URL:-http://127.0.0.1:8420}
+OCIMAN_URL=${OCIMAN_URL%/}
+export OCIMAN_URL README
 
 cat > "$RC_WORK/check.py" <<'PY'
 import json, os, re, select, signal, subprocess, sys, textwrap, time, urllib.parse
