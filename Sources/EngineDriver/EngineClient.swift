@@ -81,7 +81,7 @@ public final class EngineClient: Sendable {
         let answer = channel.eventLoop.makePromise(of: CollectedResponse.self)
         let deadline = Deadline(channel: channel, after: timeout)
         _ = write(request, head: requestHead, on: connection,
-                  sink: .collecting(answer, head: nil, body: channel.allocator.buffer(capacity: 0)))
+                  sink: .collecting(answer))
         let collected = try await awaitAnswer(answer.futureResult, on: channel, deadline: deadline, request, timeout)
         let status = Int(collected.head.status.code)
         let body = Array(collected.body.readableBytesView)

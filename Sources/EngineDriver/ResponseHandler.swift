@@ -8,7 +8,7 @@ enum ResponseSink {
     case streaming(head: EventLoopPromise<HTTPResponseHead>?, body: AsyncThrowingStream<ByteBuffer, any Error>.Continuation,
                    ended: OnceFlag)
     /// The whole response at once: one wake-up of the waiting task instead of one per part.
-    case collecting(EventLoopPromise<CollectedResponse>, head: HTTPResponseHead?, body: ByteBuffer)
+    case collecting(EventLoopPromise<CollectedResponse>)
 }
 
 struct CollectedResponse: Sendable {
@@ -31,6 +31,9 @@ final class ResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
 
     private var sink: ResponseSink?
+    /// What a `.collecting` sink has received so far; kept here so that appends happen in place.
+    private var collectedHead: HTTPResponseHead?
+    private var collectedBody = ByteBuffer()
     private var keepAlive = true
     private let onComplete: (_ reusable: Bool) -> Void
 
@@ -45,10 +48,10 @@ final class ResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if case .head(let head) = part { keepAlive = head.isKeepAlive }
-        switch (sink, part) {
-        case (nil, _):
+        switch sink {
+        case nil:
             return
-        case (.streaming(let headPromise, let body, let ended), _):
+        case .streaming(let headPromise, let body, let ended):
             switch part {
             case .head(let head):
                 headPromise?.succeed(head)
@@ -60,19 +63,18 @@ final class ResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
                 body.finish()
                 complete()
             }
-        case (.collecting(let promise, let collectedHead, var collected), _):
+        case .collecting(let promise):
             switch part {
             case .head(let head):
-                sink = .collecting(promise, head: head, body: collected)
+                collectedHead = head
             case .body(var bytes):
-                // Drop the sink's copy first so the append does not copy the buffer.
-                sink = nil
-                collected.writeBuffer(&bytes)
-                sink = .collecting(promise, head: collectedHead, body: collected)
+                collectedBody.writeBuffer(&bytes)
             case .end:
+                let head = collectedHead
+                let body = collectedBody
                 complete()
-                if let collectedHead {
-                    promise.succeed(CollectedResponse(head: collectedHead, body: collected))
+                if let head {
+                    promise.succeed(CollectedResponse(head: head, body: body))
                 } else {
                     promise.fail(EngineError.protocolViolation("the engine ended a response without a head"))
                 }
@@ -82,8 +84,14 @@ final class ResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// The response is in: the connection goes back to the pool before the waiter runs.
     private func complete() {
-        sink = nil
+        reset()
         onComplete(keepAlive)
+    }
+
+    private func reset() {
+        sink = nil
+        collectedHead = nil
+        collectedBody = ByteBuffer()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -98,12 +106,12 @@ final class ResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func fail(_ error: EngineError) {
         guard let sink else { return }
-        self.sink = nil
+        reset()
         switch sink {
         case .streaming(let head, let body, _):
             head?.fail(error)
             body.finish(throwing: error)
-        case .collecting(let promise, _, _):
+        case .collecting(let promise):
             promise.fail(error)
         }
     }
