@@ -33,9 +33,7 @@ public struct NullMemberMiddleware: ServerMiddleware {
     }
 
     static func isJSON(_ request: HTTPRequest) -> Bool {
-        guard let contentType = request.headerFields[.contentType] else { return false }
-        let mediaType = contentType.split(separator: ";", maxSplits: 1).first ?? ""
-        return mediaType.trimmingCharacters(in: .whitespaces).lowercased() == "application/json"
+        request.headerFields[.contentType].map(RequestAdmission.mediaType) == "application/json"
     }
 
     /// The path of the first `null` the schema does not allow (`changes`, `publish[0].host_ip`,
