@@ -35,9 +35,12 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ]
         ),
+        // Pull-based stream translation, shared by every layer a stream crosses.
+        .target(name: "PulledStreams"),
         .target(
             name: "EngineDriver",
             dependencies: [
+                "PulledStreams",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -49,7 +52,9 @@ let package = Package(
             name: "OcimanCore",
             dependencies: [
                 "EngineDriver",
+                "PulledStreams",
                 "CCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
@@ -58,6 +63,7 @@ let package = Package(
             name: "OcimanAPI",
             dependencies: [
                 "OcimanCore",
+                "PulledStreams",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),

@@ -67,7 +67,7 @@ public final class EngineClient: Sendable {
         // A streamed upload needs the task to pump it; everything else is collected on the event loop.
         if case .stream = request.body {
             let stream = try await self.stream(request)
-            let body = try await stream.collect()
+            let body = try await stream.body.collect()
             if stream.status >= 300 { throw EngineError.from(status: stream.status, body: body) }
             return EngineResponse(status: stream.status, headers: stream.headers, body: body)
         }
@@ -98,12 +98,9 @@ public final class EngineClient: Sendable {
         let timeout = request.timeout ?? defaultTimeout
         let connection = try await acquire(timeout: timeout)
         let channel = connection.channel
-        let (body, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
-        let headPromise = channel.eventLoop.makePromise(of: HTTPResponseHead.self)
+        let headPromise = channel.eventLoop.makePromise(of: StreamedResponseHead.self)
         let deadline = Deadline(channel: channel, after: timeout)
-        let ended = OnceFlag()
-        let headWritten = write(request, head: requestHead, on: connection,
-                                sink: .streaming(head: headPromise, body: continuation, ended: ended))
+        let headWritten = write(request, head: requestHead, on: connection, sink: .streaming(headPromise))
 
         if case .stream(_, let chunks) = request.body {
             do {
@@ -124,20 +121,12 @@ public final class EngineClient: Sendable {
             }
         }
 
-        let responseHead = try await awaitAnswer(headPromise.futureResult, on: channel, deadline: deadline, request, timeout)
-
-        continuation.onTermination = { termination in
-            // A consumer that stops early cancels the engine operation by closing the connection.
-            // A stream dropped after its response ended also reports `.cancelled`; by then the
-            // connection may be serving the next request from the pool, so it must stay open.
-            if case .cancelled = termination, !ended.isSet { channel.close(promise: nil) }
-        }
-        let status = Int(responseHead.status.code)
+        let response = try await awaitAnswer(headPromise.futureResult, on: channel, deadline: deadline, request, timeout)
+        let status = Int(response.head.status.code)
         if status >= 400 {
-            let errorBody = try await EngineStream(status: status, headers: responseHead.headers, body: body).collect()
-            throw EngineError.from(status: status, body: errorBody)
+            throw EngineError.from(status: status, body: try await response.body.collect())
         }
-        return EngineStream(status: status, headers: responseHead.headers, body: body)
+        return EngineStream(status: status, headers: response.head.headers, body: response.body)
     }
 
     /// Waits for what the engine answers (the head, or the whole response) within the deadline;
@@ -215,8 +204,7 @@ public final class EngineClient: Sendable {
         defer { EngineMetrics.observe(request, since: started) }
         let target = request.target(prefix: try await prefix(for: request.api))
         let timeout = request.timeout ?? defaultTimeout
-        let (output, continuation) = AsyncThrowingStream.makeStream(of: ByteBuffer.self)
-        let channel = try await connectRaw(timeout: timeout, continuation: continuation)
+        let channel = try await connectRaw(timeout: timeout)
         let headPromise = channel.eventLoop.makePromise(of: HijackHead.self)
         var text = "\(request.method.rawValue) \(target) HTTP/1.1\r\nHost: localhost\r\n"
         text += "Connection: Upgrade\r\nUpgrade: tcp\r\n"
@@ -246,13 +234,11 @@ public final class EngineClient: Sendable {
             throw error
         }
         if head.status >= 300 {
-            var errorBody: [UInt8] = []
-            for try await chunk in output { errorBody.append(contentsOf: chunk.readableBytesView) }
+            let errorBody = try await head.body.collect()
             channel.close(promise: nil)
             throw EngineError.from(status: head.status, body: errorBody)
         }
-        continuation.onTermination = { _ in channel.close(promise: nil) }
-        return HijackedConnection(channel: channel, output: output)
+        return HijackedConnection(channel: channel, output: head.body)
     }
 
     /// Closes pooled connections (the engine went away, or shutdown).
@@ -313,15 +299,12 @@ public final class EngineClient: Sendable {
         }
     }
 
-    private func connectRaw(
-        timeout: Duration,
-        continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
-    ) async throws -> any Channel {
+    private func connectRaw(timeout: Duration) async throws -> any Channel {
         let bootstrap = ClientBootstrap(group: group)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RawStreamHandler(continuation: continuation))
+                    try channel.pipeline.syncOperations.addHandler(RawStreamHandler())
                 }
             }
         do {
@@ -361,8 +344,9 @@ private final class Deadline: Sendable {
 /// A hijacked connection: write stdin, half-close to send EOF, read the engine's raw output.
 public struct HijackedConnection: Sendable {
     let channel: any Channel
-    /// Raw bytes after the response head (8-byte framed unless the exec has a TTY).
-    public let output: AsyncThrowingStream<ByteBuffer, any Error>
+    /// Raw bytes after the response head (8-byte framed unless the exec has a TTY); a consumer
+    /// that stops early closes the connection.
+    public let output: EngineBody
 
     public func write(_ bytes: [UInt8]) async throws {
         try await channel.writeAndFlush(ByteBuffer(bytes: bytes)).get()

@@ -106,20 +106,10 @@ public struct EngineResponse: Sendable {
     }
 }
 
-/// A response whose body arrives as it is produced. Stopping iteration early closes the
+/// A response whose body arrives as it is consumed. Stopping iteration early closes the
 /// connection, which is how the engine learns that a build, log follow or pull is cancelled.
 public struct EngineStream: Sendable {
     public var status: Int
     public var headers: HTTPHeaders
-    public var body: AsyncThrowingStream<ByteBuffer, any Error>
-
-    /// Reads the rest of the body (for error statuses and small answers).
-    public func collect(limit: Int = 16 << 20) async throws -> [UInt8] {
-        var bytes: [UInt8] = []
-        for try await chunk in body {
-            bytes.append(contentsOf: chunk.readableBytesView)
-            if bytes.count > limit { throw EngineError.protocolViolation("response larger than \(limit) bytes") }
-        }
-        return bytes
-    }
+    public var body: EngineBody
 }

@@ -1,3 +1,4 @@
+import PulledStreams
 import NIOCore
 
 // Exec sessions: `POST /containers/{id}/exec`, `POST /exec/{id}/start`, `GET /exec/{id}/json`.
@@ -94,58 +95,32 @@ extension EngineClient {
     /// Starts an exec and returns its demultiplexed output until the process ends. With `stdin`
     /// the exec runs on a hijacked connection (it must have been created with `attachStdin`):
     /// stdin is written while output is read — writing all of it first deadlocks once the
-    /// output fills the pipes — then half-closed to deliver EOF. Stopping iteration closes the
-    /// engine connection; the process itself keeps running (no engine ends an exec then).
-    public func attachExec(_ id: String, stdin: [UInt8]?, timeout: Duration? = nil) async throws
-        -> AsyncThrowingStream<Frame, any Error>
-    {
-        let output: AsyncThrowingStream<ByteBuffer, any Error>
-        let connection: HijackedConnection?
-        if stdin != nil {
-            let hijacked = try await startExecAttached(id, timeout: timeout)
-            connection = hijacked
-            output = hijacked.output
-        } else {
-            connection = nil
-            output = try await startExec(id, timeout: timeout).body
+    /// output fills the pipes — then half-closed to deliver EOF. Output is read from the engine
+    /// only as fast as the frames are consumed. Dropping the frames closes the engine
+    /// connection; the process itself keeps running (no engine ends an exec then).
+    public func attachExec(_ id: String, stdin: [UInt8]?, timeout: Duration? = nil) async throws -> ExecOutput {
+        guard let stdin else {
+            let output = try await startExec(id, timeout: timeout).body
+            return ExecOutput(frames: .decoding(output, with: FrameStream(stdinWriter: nil)), close: output.close)
         }
-        let (frames, continuation) = AsyncThrowingStream.makeStream(of: Frame.self)
-        let pump = Task {
-            let writer = stdin.map { bytes in
-                Task {
-                    do {
-                        var start = 0
-                        while start < bytes.count, !Task.isCancelled {
-                            let end = min(bytes.count, start + Self.stdinChunkSize)
-                            try await connection?.write(Array(bytes[start..<end]))
-                            start = end
-                        }
-                        try await connection?.finishWriting()
-                    } catch {
-                        // The process exited or closed its stdin without reading everything:
-                        // what it did print still counts, so this is not an error.
-                    }
-                }
-            }
-            defer { writer?.cancel() }
+        let connection = try await startExecAttached(id, timeout: timeout)
+        let writer = Task {
             do {
-                var decoder = FrameDecoder()
-                for try await chunk in output {
-                    for frame in try decoder.feed(chunk.readableBytesView) where !frame.payload.isEmpty {
-                        continuation.yield(frame)
-                    }
+                var start = 0
+                while start < stdin.count, !Task.isCancelled {
+                    let end = min(stdin.count, start + Self.stdinChunkSize)
+                    try await connection.write(Array(stdin[start..<end]))
+                    start = end
                 }
-                try decoder.finish()
-                continuation.finish()
+                try await connection.finishWriting()
             } catch {
-                continuation.finish(throwing: error)
+                // The process exited or closed its stdin without reading everything:
+                // what it did print still counts, so this is not an error.
             }
         }
-        continuation.onTermination = { _ in
-            pump.cancel()
-            connection?.close()
-        }
-        return frames
+        return ExecOutput(
+            frames: .decoding(connection.output, with: FrameStream(stdinWriter: StdinWriter(writer))),
+            close: connection.output.close)
     }
 
     static let stdinChunkSize = 64 << 10
@@ -153,4 +128,34 @@ extension EngineClient {
     public func inspectExec(_ id: String) async throws -> ExecInspect {
         try await send(EngineRequest(.GET, "/exec/\(EngineRequest.escape(id))/json")).decode(ExecInspect.self)
     }
+}
+
+/// The output of a started exec.
+public struct ExecOutput: Sendable {
+    /// Demultiplexed stdout and stderr, empty frames left out.
+    public var frames: AsyncThrowingStream<Frame, any Error>
+    /// Ends the output early from outside its consumer (a deadline): the engine connection closes.
+    public var close: @Sendable () -> Void
+}
+
+/// Engine bytes to frames; keeps the stdin writer alive exactly as long as the output is read.
+private struct FrameStream: PullDecoder {
+    var decoder = FrameDecoder()
+    let stdinWriter: StdinWriter?
+
+    mutating func feed(_ chunk: ByteBuffer) throws -> [Frame] {
+        try decoder.feed(chunk.readableBytesView).filter { !$0.payload.isEmpty }
+    }
+
+    mutating func finish() async throws -> [Frame] {
+        try decoder.finish()
+        return []
+    }
+}
+
+/// Stops writing stdin once nobody reads the output any more.
+private final class StdinWriter: Sendable {
+    let task: Task<Void, Never>
+    init(_ task: Task<Void, Never>) { self.task = task }
+    deinit { task.cancel() }
 }

@@ -4,11 +4,15 @@ import NIOHTTP1
 
 /// Where the parts of one engine response go.
 enum ResponseSink {
-    /// The head as soon as it is in, then the body as a stream.
-    case streaming(head: EventLoopPromise<HTTPResponseHead>?, body: AsyncThrowingStream<ByteBuffer, any Error>.Continuation,
-                   ended: OnceFlag)
+    /// The head as soon as it is in, with the body that then streams through a `ReadGate`.
+    case streaming(EventLoopPromise<StreamedResponseHead>)
     /// The whole response at once: one wake-up of the waiting task instead of one per part.
     case collecting(EventLoopPromise<CollectedResponse>)
+}
+
+struct StreamedResponseHead: Sendable {
+    var head: HTTPResponseHead
+    var body: EngineBody
 }
 
 struct CollectedResponse: Sendable {
@@ -26,14 +30,20 @@ final class OnceFlag: Sendable {
 /// Feeds HTTP response parts of the one request in flight on a pooled connection to its sink.
 ///
 /// Runs on the channel's event loop only. When the response ends the connection is offered
-/// back to the pool, unless the engine asked to close it.
-final class ResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// back to the pool, unless the engine asked to close it. A streamed body holds the channel's
+/// reads back while its consumer is behind (`ReadGate`).
+final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
+    typealias OutboundIn = HTTPClientRequestPart
 
-    private var sink: ResponseSink?
-    /// What a `.collecting` sink has received so far; kept here so that appends happen in place.
-    private var collectedHead: HTTPResponseHead?
-    private var collectedBody = ByteBuffer()
+    private enum State {
+        case idle
+        case awaitingHead(ResponseSink)
+        case streaming(ReadGate)
+        case collecting(EventLoopPromise<CollectedResponse>, HTTPResponseHead, ByteBuffer)
+    }
+
+    private var state = State.idle
     private var keepAlive = true
     private let onComplete: (_ reusable: Bool) -> Void
 
@@ -42,99 +52,92 @@ final class ResponseHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func begin(_ sink: ResponseSink) {
-        self.sink = sink
+        state = .awaitingHead(sink)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
-        if case .head(let head) = part { keepAlive = head.isKeepAlive }
-        switch sink {
-        case nil:
+        switch (state, part) {
+        case (.idle, _):
             return
-        case .streaming(let headPromise, let body, let ended):
-            switch part {
-            case .head(let head):
-                headPromise?.succeed(head)
-                sink = .streaming(head: nil, body: body, ended: ended)
-            case .body(let bytes):
-                body.yield(bytes)
-            case .end:
-                ended.set()
-                body.finish()
-                complete()
+        case (.awaitingHead(let sink), .head(let head)):
+            keepAlive = head.isKeepAlive
+            switch sink {
+            case .streaming(let promise):
+                let (gate, body) = ReadGate.make(for: context.channel)
+                state = .streaming(gate)
+                promise.succeed(StreamedResponseHead(head: head, body: body))
+            case .collecting(let promise):
+                state = .collecting(promise, head, ByteBuffer())
             }
-        case .collecting(let promise):
-            switch part {
-            case .head(let head):
-                collectedHead = head
-            case .body(var bytes):
-                collectedBody.writeBuffer(&bytes)
-            case .end:
-                let head = collectedHead
-                let body = collectedBody
-                complete()
-                if let head {
-                    promise.succeed(CollectedResponse(head: head, body: body))
-                } else {
-                    promise.fail(EngineError.protocolViolation("the engine ended a response without a head"))
-                }
-            }
+        case (.awaitingHead, _):
+            fail(EngineError.protocolViolation("the engine sent a response body without a head"), context: context)
+        case (.streaming(let gate), .body(let bytes)):
+            gate.deliver(bytes)
+        case (.streaming(let gate), .end):
+            state = .idle
+            if gate.finish() { context.read() }
+            onComplete(keepAlive)
+        case (.collecting(let promise, let head, var body), .body(var bytes)):
+            // Appended in place: the state does not hold a second reference while it grows.
+            state = .idle
+            body.writeBuffer(&bytes)
+            state = .collecting(promise, head, body)
+        case (.collecting(let promise, let head, let body), .end):
+            state = .idle
+            // The connection goes back to the pool before the waiter runs.
+            onComplete(keepAlive)
+            promise.succeed(CollectedResponse(head: head, body: body))
+        case (.streaming, .head), (.collecting, .head):
+            fail(EngineError.protocolViolation("the engine sent a second response head"), context: context)
         }
     }
 
-    /// The response is in: the connection goes back to the pool before the waiter runs.
-    private func complete() {
-        reset()
-        onComplete(keepAlive)
-    }
-
-    private func reset() {
-        sink = nil
-        collectedHead = nil
-        collectedBody = ByteBuffer()
+    func read(context: ChannelHandlerContext) {
+        if case .streaming(let gate) = state, !gate.mayRead() { return }
+        context.read()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        fail(EngineError.unavailable("the engine closed the connection"))
+        fail(EngineError.unavailable("the engine closed the connection"), context: nil)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(EngineError.protocolViolation("\(error)"))
-        context.close(promise: nil)
+        fail(EngineError.protocolViolation("\(error)"), context: context)
     }
 
-    private func fail(_ error: EngineError) {
-        guard let sink else { return }
-        reset()
-        switch sink {
-        case .streaming(let head, let body, _):
-            head?.fail(error)
-            body.finish(throwing: error)
-        case .collecting(let promise):
-            promise.fail(error)
+    private func fail(_ error: EngineError, context: ChannelHandlerContext?) {
+        let failed = state
+        state = .idle
+        switch failed {
+        case .idle: break
+        case .awaitingHead(.streaming(let promise)): promise.fail(error)
+        case .awaitingHead(.collecting(let promise)): promise.fail(error)
+        case .streaming(let gate): gate.finish(throwing: error)
+        case .collecting(let promise, _, _): promise.fail(error)
         }
+        context?.close(promise: nil)
     }
 }
 
 struct HijackHead: Sendable {
     var status: Int
+    /// What the engine sends after the head (the process's output, or an error body).
+    var body: EngineBody
 }
 
 /// A hijacked connection: parses the response head itself (the HTTP codec is not in the
-/// pipeline, so nothing can swallow bytes that follow it), then passes raw bytes through.
-final class RawStreamHandler: ChannelInboundHandler {
+/// pipeline, so nothing can swallow bytes that follow it), then passes raw bytes through a
+/// `ReadGate`, so output is read only as fast as it is consumed.
+final class RawStreamHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
 
-    private let continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
     private var headPromise: EventLoopPromise<HijackHead>?
     private var pendingHead = ByteBuffer()
-    private var headDone = false
+    private var gate: ReadGate?
     private static let headTerminator: [UInt8] = Array("\r\n\r\n".utf8)
-
-    init(continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation) {
-        self.continuation = continuation
-    }
 
     func expectHead(_ promise: EventLoopPromise<HijackHead>) {
         headPromise = promise
@@ -142,8 +145,8 @@ final class RawStreamHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
-        if headDone {
-            continuation.yield(bytes)
+        if let gate {
+            gate.deliver(bytes)
             return
         }
         pendingHead.writeBuffer(&bytes)
@@ -156,29 +159,35 @@ final class RawStreamHandler: ChannelInboundHandler {
         }
         let headLength = end.upperBound - view.startIndex
         let headText = pendingHead.readString(length: headLength) ?? ""
-        headDone = true
         // "HTTP/1.1 101 UPGRADED": the status is the second word.
         let words = headText.split(separator: " ", maxSplits: 2)
         guard words.count >= 2, let status = Int(words[1]) else {
             fail(EngineError.protocolViolation("bad status line in \(headText.prefix(80))"), context: context)
             return
         }
-        headPromise?.succeed(HijackHead(status: status))
+        let (gate, body) = ReadGate.make(for: context.channel)
+        self.gate = gate
+        headPromise?.succeed(HijackHead(status: status, body: body))
         headPromise = nil
-        if pendingHead.readableBytes > 0 { continuation.yield(pendingHead) }
+        if pendingHead.readableBytes > 0 { gate.deliver(pendingHead) }
         pendingHead = ByteBuffer()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if let gate, !gate.mayRead() { return }
+        context.read()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         headPromise?.fail(EngineError.unavailable("the engine closed the connection before answering"))
         headPromise = nil
-        continuation.finish()
+        gate?.finish()
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // The engine half-closed: all output is in.
-        if case ChannelEvent.inputClosed = event { continuation.finish() }
+        if case ChannelEvent.inputClosed = event { gate?.finish() }
         context.fireUserInboundEventTriggered(event)
     }
 
@@ -189,7 +198,7 @@ final class RawStreamHandler: ChannelInboundHandler {
     private func fail(_ error: EngineError, context: ChannelHandlerContext) {
         headPromise?.fail(error)
         headPromise = nil
-        continuation.finish(throwing: error)
+        gate?.finish(throwing: error)
         context.close(promise: nil)
     }
 }

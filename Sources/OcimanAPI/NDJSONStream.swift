@@ -1,34 +1,39 @@
+import PulledStreams
 import Foundation
 import OcimanCore
 import OpenAPIRuntime
 
-/// Turns a stream of core events into an ndjson body: one JSON object a line, written as each
-/// event arrives, ending with the translator's last lines or an `error` line. A client that
-/// leaves stops the pump, which stops iterating `events` and so cancels the work behind them.
+/// Turns a stream of core events into an ndjson body: one JSON object a line, ending with the
+/// translator's last lines or an `error` line. Lines are made only as the transport asks for
+/// them, so a client that stops reading stops the events (and the engine) behind them; a client
+/// that leaves drops the stream, which cancels the work behind it.
 enum NDJSONStream {
     static func body<Translator: NDJSONTranslator>(
         _ events: AsyncThrowingStream<Translator.Event, any Error>,
         _ translator: Translator
     ) -> HTTPBody {
-        let (bytes, continuation) = AsyncThrowingStream.makeStream(of: ArraySlice<UInt8>.self)
-        let pump = Task {
-            var translator = translator
-            do {
-                for try await event in events {
-                    for line in translator.lines(for: event) { continuation.yield(encode(line)) }
-                }
-                for line in translator.finish() { continuation.yield(encode(line)) }
-            } catch {
-                let message = (error as? OcimanError)?.description ?? "\(error)"
-                continuation.yield(encode(translator.error(message)))
-            }
-            continuation.finish()
-        }
-        continuation.onTermination = { _ in pump.cancel() }
-        return HTTPBody(bytes, length: .unknown, iterationBehavior: .single)
+        let lines = AsyncThrowingStream.decoding(events, with: Lines(translator: translator))
+        return HTTPBody(lines, length: .unknown, iterationBehavior: .single)
     }
 
-    private static func encode(_ line: some Encodable) -> ArraySlice<UInt8> {
+    private struct Lines<Translator: NDJSONTranslator>: PullDecoder {
+        var translator: Translator
+
+        mutating func feed(_ event: Translator.Event) -> [ArraySlice<UInt8>] {
+            translator.lines(for: event).map(NDJSONStream.encode)
+        }
+
+        mutating func finish() -> [ArraySlice<UInt8>] {
+            translator.finish().map(NDJSONStream.encode)
+        }
+
+        func fail(_ error: any Error) -> [ArraySlice<UInt8>] {
+            let message = (error as? OcimanError)?.description ?? "\(error)"
+            return [NDJSONStream.encode(translator.error(message))]
+        }
+    }
+
+    fileprivate static func encode(_ line: some Encodable) -> ArraySlice<UInt8> {
         var bytes = (try? encoder.encode(line)).map { [UInt8]($0) } ?? Array(#"{"type":"error","message":"encoding failed"}"#.utf8)
         bytes.append(UInt8(ascii: "\n"))
         return bytes[...]

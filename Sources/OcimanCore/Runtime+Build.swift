@@ -1,6 +1,8 @@
+import PulledStreams
 import Dispatch
 import EngineDriver
 import Glibc
+import NIOCore
 import Synchronization
 
 /// Where a build context comes from.
@@ -313,34 +315,9 @@ extension Runtime {
     private func buildEvents(
         _ response: EngineStream, reference: String?, digest: String?, tagAfterBuild: String?
     ) -> AsyncThrowingStream<BuildEvent, any Error> {
-        let (events, continuation) = AsyncThrowingStream.makeStream(of: BuildEvent.self)
-        let producer = Task { [engine] in
-            var decoder = BuildStreamDecoder()
-            let terminal: BuildEvent
-            do {
-                for try await chunk in response.body {
-                    for event in try decoder.feed(chunk.readableBytesView) { continuation.yield(event) }
-                }
-                for event in try decoder.finish() { continuation.yield(event) }
-                switch decoder.outcome {
-                case .failed(let message):
-                    terminal = .error(message)
-                case .built(let imageID):
-                    if let tagAfterBuild, let target = try? ImageReference(parsing: tagAfterBuild) {
-                        try await engine.tagImage(imageID, repository: target.repository, tag: target.tag ?? "latest")
-                    }
-                    terminal = .result(BuildResult(imageID: imageID, reference: reference, digest: digest, cached: false))
-                case .unfinished:
-                    terminal = .error("the engine ended the build stream without an image id or an error")
-                }
-            } catch {
-                terminal = .error(Self.streamError(error, context: "build").description)
-            }
-            continuation.yield(terminal)
-            continuation.finish()
-        }
-        continuation.onTermination = { _ in producer.cancel() }
-        return events
+        .decoding(
+            response.body,
+            with: BuildEventDecoder(engine: engine, reference: reference, digest: digest, tagAfterBuild: tagAfterBuild))
     }
 
     static func single(_ event: BuildEvent) -> AsyncThrowingStream<BuildEvent, any Error> {
@@ -417,6 +394,46 @@ struct BuildStreamDecoder {
         if let failure { return .failed(failure) }
         if let imageID { return .built(imageID: imageID) }
         return .unfinished
+    }
+}
+
+/// The engine's build stream to build events, ending with exactly one `result` or `error`.
+struct BuildEventDecoder: PullDecoder {
+    let engine: EngineClient
+    let reference: String?
+    let digest: String?
+    /// A tar's content-addressed reference, known only once the upload is complete.
+    let tagAfterBuild: String?
+    private var decoder = BuildStreamDecoder()
+
+    init(engine: EngineClient, reference: String?, digest: String?, tagAfterBuild: String?) {
+        self.engine = engine
+        self.reference = reference
+        self.digest = digest
+        self.tagAfterBuild = tagAfterBuild
+    }
+
+    mutating func feed(_ chunk: ByteBuffer) throws -> [BuildEvent] {
+        try decoder.feed(chunk.readableBytesView)
+    }
+
+    mutating func finish() async throws -> [BuildEvent] {
+        let lines = try decoder.finish()
+        switch decoder.outcome {
+        case .failed(let message):
+            return lines + [.error(message)]
+        case .built(let imageID):
+            if let tagAfterBuild, let target = try? ImageReference(parsing: tagAfterBuild) {
+                try await engine.tagImage(imageID, repository: target.repository, tag: target.tag ?? "latest")
+            }
+            return lines + [.result(BuildResult(imageID: imageID, reference: reference, digest: digest, cached: false))]
+        case .unfinished:
+            return lines + [.error("the engine ended the build stream without an image id or an error")]
+        }
+    }
+
+    func fail(_ error: any Error) -> [BuildEvent] {
+        [.error(Runtime.streamError(error, context: "build").description)]
     }
 }
 

@@ -1,3 +1,4 @@
+import PulledStreams
 import EngineDriver
 import Foundation
 import Synchronization
@@ -73,60 +74,24 @@ extension Runtime {
     }
 
     /// Starts a command and streams its output, ending with `.exit`. Bad input, an unknown
-    /// container (404) or one that is not running (409) fail here, before any event. The process
-    /// is ended when the consumer stops iterating early, when `timeoutSeconds` pass (the stream
-    /// then fails with `.timedOut`), or when the engine connection breaks.
+    /// container (404) or one that is not running (409) fail here, before any event. Output is
+    /// read from the engine only as fast as the stream is consumed. The process is ended when
+    /// the consumer drops the stream early, when `timeoutSeconds` pass (the stream then fails
+    /// with `.timedOut`), or when the engine connection breaks.
     public func execStream(_ id: String, _ options: ExecOptions) async throws(OcimanError)
         -> AsyncThrowingStream<ExecEvent, any Error>
     {
         try Self.validate(options)
         let execID = try await createExec(in: id, options)
-        let frames = try await OcimanError.wrap("exec in container \(id)") {
+        let output = try await OcimanError.wrap("exec in container \(id)") {
             try await engine.attachExec(execID, stdin: options.stdin)
         }
-        let (events, continuation) = AsyncThrowingStream.makeStream(of: ExecEvent.self)
-        let exited = CompletionFlag()
-        let producer = Task { [engine] in
-            do {
-                do {
-                    for try await frame in frames {
-                        continuation.yield(.output(frame.stream == .stderr ? .stderr : .stdout, frame.payload))
-                    }
-                } catch EngineError.unavailable(let message) where options.stdin != nil {
-                    // A process that exits without reading all its stdin leaves bytes unread on
-                    // Podman's side, so its close resets the connection after the last output
-                    // (and Podman may record the exit a moment later).
-                    guard try await Self.exitCode(of: execID, engine: engine, within: .seconds(2)) != nil else {
-                        throw EngineError.unavailable(message)
-                    }
-                }
-                guard let code = try await Self.exitCode(of: execID, engine: engine) else {
-                    throw OcimanError.engineFailure("the exec \(execID) never reported its exit")
-                }
-                exited.set()
-                continuation.yield(.exit(code: code))
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: Self.streamError(error, context: "exec in container \(id)"))
-            }
-        }
-        let timer = options.timeoutSeconds.map { seconds in
-            Task {
-                guard (try? await Task.sleep(for: .seconds(seconds))) != nil else { return }
-                continuation.finish(
-                    throwing: OcimanError.timedOut(
-                        "the command did not finish within \(seconds) s and was killed", containerID: id))
-            }
-        }
-        continuation.onTermination = { _ in
-            producer.cancel()
-            timer?.cancel()
-            guard !exited.isSet else { return }
-            // No engine ends an exec when its connection closes: do it here, outside the
-            // (possibly cancelled) task of the request.
-            Task { await self.endExec(execID) }
-        }
-        return events
+        let session = ExecSession(runtime: self, execID: execID)
+        if let seconds = options.timeoutSeconds { session.endAfter(seconds: seconds, closing: output.close) }
+        return .decoding(
+            output.frames,
+            with: ExecEventDecoder(
+                session: session, containerID: id, hasStdin: options.stdin != nil, timeoutSeconds: options.timeoutSeconds))
     }
 
     static func validate(_ options: ExecOptions) throws(OcimanError) {
@@ -189,7 +154,7 @@ extension Runtime {
     /// The exit code once the engine reports the process ended. The output usually closes
     /// after the code is recorded; if not yet, ask again with a short, growing pause;
     /// nil when it still runs after `limit`.
-    private static func exitCode(of execID: String, engine: EngineClient, within limit: Duration? = nil) async throws
+    static func exitCode(of execID: String, engine: EngineClient, within limit: Duration? = nil) async throws
         -> Int?
     {
         let deadline = limit.map { ContinuousClock.now.advanced(by: $0) }
@@ -236,11 +201,81 @@ extension Runtime {
     }
 }
 
-/// Set once by the producer of a stream, read by its termination handler.
-final class CompletionFlag: Sendable {
-    private let flag = Atomic<Bool>(false)
-    var isSet: Bool { flag.load(ordering: .acquiring) }
-    func set() { flag.store(true, ordering: .releasing) }
+/// One running exec, for as long as its output stream exists. When the stream is dropped
+/// before the process has exited (the client left, or the output broke), the process is ended:
+/// no engine does that when its connection closes.
+final class ExecSession: Sendable {
+    let runtime: Runtime
+    let execID: String
+    private let exited = Atomic<Bool>(false)
+    private let timedOut = Atomic<Bool>(false)
+    private let timer = Mutex<Task<Void, Never>?>(nil)
+
+    init(runtime: Runtime, execID: String) {
+        self.runtime = runtime
+        self.execID = execID
+    }
+
+    var hasTimedOut: Bool { timedOut.load(ordering: .acquiring) }
+    func markExited() { exited.store(true, ordering: .releasing) }
+
+    /// After `seconds`, ends the process and the output, whether or not anyone is reading.
+    func endAfter(seconds: Int, closing close: @escaping @Sendable () -> Void) {
+        let task = Task { [weak self, runtime, execID] in
+            guard (try? await Task.sleep(for: .seconds(seconds))) != nil else { return }
+            self?.timedOut.store(true, ordering: .releasing)
+            close()
+            await runtime.endExec(execID)
+        }
+        timer.withLock { $0 = task }
+    }
+
+    deinit {
+        timer.withLock { $0?.cancel() }
+        guard !exited.load(ordering: .acquiring) else { return }
+        // Outside the (possibly cancelled) task of the request.
+        Task { [runtime, execID] in await runtime.endExec(execID) }
+    }
+}
+
+/// Output frames to exec events, ending with the exit code the engine records.
+struct ExecEventDecoder: PullDecoder {
+    let session: ExecSession
+    let containerID: String
+    let hasStdin: Bool
+    let timeoutSeconds: Int?
+
+    func feed(_ frame: Frame) -> [ExecEvent] {
+        [.output(frame.stream == .stderr ? .stderr : .stdout, frame.payload)]
+    }
+
+    func finish() async throws -> [ExecEvent] {
+        if let failure = timeoutFailure { throw failure }
+        guard let code = try await Runtime.exitCode(of: session.execID, engine: session.runtime.engine) else {
+            throw OcimanError.engineFailure("the exec \(session.execID) never reported its exit")
+        }
+        session.markExited()
+        return [.exit(code: code)]
+    }
+
+    func fail(_ error: any Error) async throws -> [ExecEvent] {
+        if let failure = timeoutFailure { throw failure }
+        // A process that exits without reading all its stdin leaves bytes unread on Podman's
+        // side, so its close resets the connection after the last output (and Podman may record
+        // the exit a moment later).
+        if hasStdin, case EngineError.unavailable = error,
+            let code = try? await Runtime.exitCode(of: session.execID, engine: session.runtime.engine, within: .seconds(2))
+        {
+            session.markExited()
+            return [.exit(code: code)]
+        }
+        throw Runtime.streamError(error, context: "exec in container \(containerID)")
+    }
+
+    private var timeoutFailure: OcimanError? {
+        guard session.hasTimedOut, let timeoutSeconds else { return nil }
+        return .timedOut("the command did not finish within \(timeoutSeconds) s and was killed", containerID: containerID)
+    }
 }
 
 /// Signals a host process and everything it started, read from `/proc`.

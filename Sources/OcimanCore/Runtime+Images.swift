@@ -1,4 +1,6 @@
+import PulledStreams
 import EngineDriver
+import NIOCore
 import Glibc
 
 /// An image as `GET /images` and `GET /images/{reference}` describe it.
@@ -172,44 +174,8 @@ extension Runtime {
             throw Self.streamError(error, context: "\(operation) \(reference)")
         }
 
-        let (events, continuation) = AsyncThrowingStream.makeStream(of: ImageTransferEvent.self)
-        let producer = Task {
-            var splitter = JSONStreamSplitter()
-            var failure: String?
-            var digest: String?
-            do {
-                for try await chunk in response.body {
-                    for value in try splitter.feed(chunk.readableBytesView) {
-                        guard let message = EngineProgressMessage.decode(value) else { continue }
-                        if let failed = message.failureMessage {
-                            failure = failed.trimmingWhitespace
-                            continue
-                        }
-                        if let found = message.aux?.digest { digest = found }
-                        guard let status = message.status ?? message.stream?.trimmingWhitespace, !status.isEmpty else {
-                            continue
-                        }
-                        // Docker ends a pull with "Digest: sha256:…".
-                        if status.hasPrefix("Digest: ") { digest = String(status.dropFirst("Digest: ".count)) }
-                        continuation.yield(
-                            .status(
-                                status, id: message.id, current: message.progressDetail?.current,
-                                total: message.progressDetail?.total))
-                    }
-                }
-                try splitter.finish()
-                if let failure {
-                    continuation.yield(.error(failure, code: RegistryErrorCode.classify(status: nil, message: failure)))
-                } else {
-                    continuation.yield(await result(digest))
-                }
-            } catch {
-                continuation.yield(.error(Self.streamError(error, context: "\(operation) \(reference)").description, code: nil))
-            }
-            continuation.finish()
-        }
-        continuation.onTermination = { _ in producer.cancel() }
-        return events
+        return .decoding(
+            response.body, with: TransferEventDecoder(context: "\(operation) \(reference)", result: result))
     }
 
     static func single(_ event: ImageTransferEvent) -> AsyncThrowingStream<ImageTransferEvent, any Error> {
@@ -242,5 +208,47 @@ extension Runtime {
         func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
         return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
             + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
+    }
+}
+
+/// A pull's or push's progress stream to events, ending with the result or the registry's error.
+struct TransferEventDecoder: PullDecoder {
+    let context: String
+    let result: @Sendable (_ digest: String?) async -> ImageTransferEvent
+    private var splitter = JSONStreamSplitter()
+    private var failure: String?
+    private var digest: String?
+
+    init(context: String, result: @escaping @Sendable (_ digest: String?) async -> ImageTransferEvent) {
+        self.context = context
+        self.result = result
+    }
+
+    mutating func feed(_ chunk: ByteBuffer) throws -> [ImageTransferEvent] {
+        var events: [ImageTransferEvent] = []
+        for value in try splitter.feed(chunk.readableBytesView) {
+            guard let message = EngineProgressMessage.decode(value) else { continue }
+            if let failed = message.failureMessage {
+                failure = failed.trimmingWhitespace
+                continue
+            }
+            if let found = message.aux?.digest { digest = found }
+            guard let status = message.status ?? message.stream?.trimmingWhitespace, !status.isEmpty else { continue }
+            // Docker ends a pull with "Digest: sha256:…".
+            if status.hasPrefix("Digest: ") { digest = String(status.dropFirst("Digest: ".count)) }
+            events.append(
+                .status(status, id: message.id, current: message.progressDetail?.current, total: message.progressDetail?.total))
+        }
+        return events
+    }
+
+    mutating func finish() async throws -> [ImageTransferEvent] {
+        try splitter.finish()
+        if let failure { return [.error(failure, code: RegistryErrorCode.classify(status: nil, message: failure))] }
+        return [await result(digest)]
+    }
+
+    func fail(_ error: any Error) -> [ImageTransferEvent] {
+        [.error(Runtime.streamError(error, context: context).description, code: nil)]
     }
 }

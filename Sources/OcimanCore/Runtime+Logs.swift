@@ -1,4 +1,6 @@
+import PulledStreams
 import EngineDriver
+import NIOCore
 
 /// Which output stream of a container or exec process a piece of output came from.
 public enum StandardStream: String, Sendable, Hashable {
@@ -51,24 +53,16 @@ extension Runtime {
         let mode = try await OcimanError.wrap("container \(id)") { try await engine.containerProcessState(id) }
         // Podman sends the head of a follow only with the first output, which may be much later.
         let headTimeout: Duration? = options.follow ? .seconds(366 * 24 * 3600) : nil
-        let (lines, continuation) = AsyncThrowingStream.makeStream(of: LogLine.self)
-        let producer = Task { [engine] in
-            do {
-                let output = try await engine.containerLogs(
-                    mode.id, follow: options.follow, tail: options.tail, since: options.since,
-                    timestamps: options.timestamps, timeout: headTimeout)
-                var decoder = LogDecoder(framed: !mode.tty, timestamps: options.timestamps)
-                for try await chunk in output.body {
-                    for line in try decoder.feed(chunk.readableBytesView) { continuation.yield(line) }
-                }
-                for line in try decoder.finish() { continuation.yield(line) }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: Self.streamError(error, context: "logs of container \(id)"))
-            }
+        // The request goes out on the first pull, so the response head need not wait for it.
+        let output = EngineBody.deferred { [engine] in
+            try await engine.containerLogs(
+                mode.id, follow: options.follow, tail: options.tail, since: options.since,
+                timestamps: options.timestamps, timeout: headTimeout
+            ).body
         }
-        continuation.onTermination = { _ in producer.cancel() }
-        return lines
+        var decoder = LogDecoder(framed: !mode.tty, timestamps: options.timestamps)
+        decoder.errorContext = "logs of container \(id)"
+        return .decoding(output, with: decoder)
     }
 
     /// The container's last `limit` output lines (both streams, in the engine's order), for
@@ -96,7 +90,9 @@ extension Runtime {
 /// Turns the engine's log bytes into lines: demultiplexes frames (unless the container has a
 /// TTY), splits each stream into lines and, with timestamps, takes the engine's time off each
 /// log entry.
-struct LogDecoder {
+struct LogDecoder: PullDecoder {
+    /// What a failure of the stream below is reported as.
+    var errorContext = "logs"
     private let framed: Bool
     private let timestamps: Bool
     private var frames = FrameDecoder()
@@ -133,6 +129,14 @@ struct LogDecoder {
             pendingTimestamp[frame.stream] = text.isEmpty || text.last == UInt8(ascii: "\n") ? nil : start
         }
         return lines
+    }
+
+    mutating func feed(_ chunk: ByteBuffer) throws -> [LogLine] {
+        try feed(chunk.readableBytesView)
+    }
+
+    func fail(_ error: any Error) throws -> [LogLine] {
+        throw Runtime.streamError(error, context: errorContext)
     }
 
     mutating func finish() throws -> [LogLine] {
