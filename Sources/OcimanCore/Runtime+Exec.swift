@@ -168,16 +168,32 @@ extension Runtime {
         }
     }
 
+    /// Ends the exec processes an earlier ocimand (killed, or crashed) left running; at start.
+    public func endLeftoverExecs() async {
+        for execID in execLedger.leftovers() {
+            logger.info("ending an exec left by an earlier ocimand", metadata: ["exec": "\(execID)"])
+            await endExec(execID)
+        }
+    }
+
+    /// Ends the exec processes still running; on shutdown, once no request is left to read them.
+    public func endRunningExecs() async {
+        await withTaskGroup(of: Void.self) { group in
+            for execID in execLedger.running { group.addTask { await self.endExec(execID) } }
+        }
+    }
+
     /// Kills a still-running exec process and its descendants. Neither engine can end an exec
     /// (there is no such endpoint) and `Pid` is in the host's PID namespace, so the process is
     /// signalled from here, after checking through its cgroup that it belongs to the container
     /// (a PID can be reused). When the host does not let us signal it, `kill` runs inside the
     /// container against the PID as the container sees it.
     func endExec(_ execID: String) async {
+        defer { execLedger.closed(execID) }
         guard let inspect = try? await engine.inspectExec(execID), inspect.running,
             let pid = inspect.pid, pid > 0, let container = inspect.containerID
         else { return }
-        switch HostProcessTree.kill(root: Int32(pid), cgroupMention: container) {
+        switch HostProcessTree.kill(root: Int32(clamping: pid), cgroupMention: container) {
         case .killed(let count):
             logger.debug("ended exec", metadata: ["exec": "\(execID)", "pid": "\(pid)", "processes": "\(count)"])
         case .notVisible:
@@ -209,30 +225,55 @@ final class ExecSession: Sendable {
     let execID: String
     private let exited = Atomic<Bool>(false)
     private let timedOut = Atomic<Bool>(false)
-    private let timer = Mutex<Task<Void, Never>?>(nil)
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+    /// The process as this host sees it, once learnt: ending it then needs no engine call, so
+    /// it happens at once, before the engine connection closes (Podman's conmon drains the
+    /// output of an exec nobody is attached to, at full speed, until the process ends).
+    private let hostProcess = Mutex<HostProcess?>(nil)
+
+    /// Execs this short never have their process looked up: most finish first.
+    static let lookupDelay = Duration.milliseconds(100)
 
     init(runtime: Runtime, execID: String) {
         self.runtime = runtime
         self.execID = execID
+        runtime.execLedger.opened(execID)
+        let lookup = Task { [weak self, runtime, execID] in
+            guard (try? await Task.sleep(for: Self.lookupDelay)) != nil,
+                let inspect = try? await runtime.engine.inspectExec(execID), inspect.running,
+                let pid = inspect.pid, let container = inspect.containerID,
+                let process = HostProcess(pid: Int32(clamping: pid), container: container)
+            else { return }
+            self?.hostProcess.withLock { $0 = process }
+        }
+        tasks.withLock { $0.append(lookup) }
     }
 
     var hasTimedOut: Bool { timedOut.load(ordering: .acquiring) }
-    func markExited() { exited.store(true, ordering: .releasing) }
+
+    func markExited() {
+        exited.store(true, ordering: .releasing)
+        runtime.execLedger.closed(execID)
+    }
 
     /// After `seconds`, ends the process and the output, whether or not anyone is reading.
     func endAfter(seconds: Int, closing close: @escaping @Sendable () -> Void) {
-        let task = Task { [weak self, runtime, execID] in
+        let timer = Task { [weak self, runtime, execID] in
             guard (try? await Task.sleep(for: .seconds(seconds))) != nil else { return }
             self?.timedOut.store(true, ordering: .releasing)
             close()
             await runtime.endExec(execID)
         }
-        timer.withLock { $0 = task }
+        tasks.withLock { $0.append(timer) }
     }
 
     deinit {
-        timer.withLock { $0?.cancel() }
+        for task in tasks.withLock({ $0 }) { task.cancel() }
         guard !exited.load(ordering: .acquiring) else { return }
+        if let process = hostProcess.withLock({ $0 }), case .killed = process.kill() {
+            runtime.execLedger.closed(execID)
+            return
+        }
         // Outside the (possibly cancelled) task of the request.
         Task { [runtime, execID] in await runtime.endExec(execID) }
     }
@@ -275,6 +316,27 @@ struct ExecEventDecoder: PullDecoder {
     private var timeoutFailure: OcimanError? {
         guard session.hasTimedOut, let timeoutSeconds else { return nil }
         return .timedOut("the command did not finish within \(timeoutSeconds) s and was killed", containerID: containerID)
+    }
+}
+
+/// An exec's process as this host sees it, pinned by its start time.
+struct HostProcess: Sendable {
+    let pid: Int32
+    let container: String
+    let startTime: UInt64
+
+    /// nil when the process is not visible here (a remote engine) or already gone.
+    init?(pid: Int32, container: String) {
+        guard pid > 0, let startTime = HostProcessTree.startTime(of: pid) else { return nil }
+        self.pid = pid
+        self.container = container
+        self.startTime = startTime
+    }
+
+    /// Kills it and its descendants, unless it has ended (and the PID perhaps been reused).
+    func kill() -> HostProcessTree.Outcome {
+        guard HostProcessTree.startTime(of: pid) == startTime else { return .notVisible }
+        return HostProcessTree.kill(root: pid, cgroupMention: container)
     }
 }
 
@@ -322,9 +384,21 @@ enum HostProcessTree {
 
     /// `pid (comm) state ppid ...`; the command name may contain spaces and parentheses.
     static func parentPID(stat: String) -> Int32? {
+        statField(stat, 4).flatMap { Int32($0) }
+    }
+
+    /// When the process started, in clock ticks since boot: with the PID, it names one process
+    /// for good (a PID alone can be reused).
+    static func startTime(of pid: Int32) -> UInt64? {
+        read("/proc/\(pid)/stat").flatMap { statField($0, 22) }.flatMap { UInt64($0) }
+    }
+
+    /// Field `number` (1-based, as proc(5) counts) of a `/proc/<pid>/stat` line.
+    private static func statField(_ stat: String, _ number: Int) -> Substring? {
         guard let close = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 1 ? Int32(fields[1]) : nil
+        // Fields 1 and 2 (pid, comm) end at the parenthesis.
+        return fields.count > number - 3 ? fields[number - 3] : nil
     }
 
     /// The last `NSpid` entry of `/proc/<pid>/status`: the PID inside the innermost namespace.

@@ -14,6 +14,8 @@ public final class Runtime: Sendable {
     private let cachedVersion = Mutex<String?>(nil)
     /// Session leases (`/sessions`); the reaper and `POST /containers` consult them.
     public let sessions: SessionStore
+    /// Exec processes started and not yet over, so that they can be ended when nobody reads them.
+    public let execLedger: ExecLedger
 
     public init(
         kind: BackendKind,
@@ -21,10 +23,12 @@ public final class Runtime: Sendable {
         engineTimeout: Duration,
         contextRoots: [String] = [],
         sessions: SessionStore = SessionStore(),
+        execLedger: ExecLedger = ExecLedger(),
         logger: Logger
     ) {
         self.kind = kind
         self.sessions = sessions
+        self.execLedger = execLedger
         self.contextRoots = contextRoots
         self.socketPath = socketPath
         self.engine = EngineClient(socketPath: socketPath, defaultTimeout: engineTimeout)

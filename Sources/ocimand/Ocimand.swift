@@ -92,8 +92,10 @@ struct Ocimand: AsyncParsableCommand {
         let logger = Logger(label: "ocimand")
         signal(SIGPIPE, SIG_IGN)
         let sessions: SessionStore
+        let execLedger: ExecLedger
         do {
             sessions = try SessionStore(directory: settings.stateDirectory)
+            execLedger = try ExecLedger(directory: settings.stateDirectory + "/execs")
         } catch {
             throw Failure("cannot use the state directory \(settings.stateDirectory): \(error)")
         }
@@ -110,6 +112,7 @@ struct Ocimand: AsyncParsableCommand {
             engineTimeout: .seconds(settings.engineTimeoutSeconds),
             contextRoots: settings.contextRoots,
             sessions: sessions,
+            execLedger: execLedger,
             logger: logger
         )
         do {
@@ -118,6 +121,7 @@ struct Ocimand: AsyncParsableCommand {
             podmanService?.stop()
             throw Failure("cannot use the \(selection.kind.rawValue) engine: \(error)")
         }
+        await runtime.endLeftoverExecs()
         let reaper = Reaper(runtime: runtime, interval: .seconds(settings.reapIntervalSeconds), logger: logger)
         reaper.start()
 
@@ -164,6 +168,7 @@ struct Ocimand: AsyncParsableCommand {
         let signal = await Self.waitForTerminationSignal()
         logger.info("shutting down", metadata: ["signal": "\(signal)", "in_flight": "\(server.inFlightRequestCount)"])
         await server.shutdown(gracePeriod: .seconds(settings.shutdownGraceSeconds))
+        await runtime.endRunningExecs()
         await reaper.stop()
         podmanService?.stop()
         logger.info("stopped")

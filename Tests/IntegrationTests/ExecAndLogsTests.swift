@@ -193,10 +193,10 @@ struct ExecAndLogsTests {
                 let chunk = try await connection.readBodyChunk(timeout: .seconds(30))
                 let firstEvent = String(decoding: chunk?.bytes ?? [], as: UTF8.self)
                 #expect(firstEvent.contains("started"))
-                #expect(try await eventually(within: .seconds(10)) { try await fixture.processes(id).mentions("sleep 301") })
+                #expect(try await eventually(timeout: .seconds(10)) { try await fixture.processes(id).mentions("sleep 301") })
                 await connection.close()
 
-                let gone = try await eventually(within: .seconds(10)) {
+                let gone = try await eventually(timeout: .seconds(10)) {
                     try await !fixture.processes(id).mentions("sleep 301")
                 }
                 #expect(gone, "the exec's process still runs after the client left")
@@ -220,7 +220,7 @@ struct ExecAndLogsTests {
                 #expect(response.header("Content-Type") == "application/problem+json")
                 #expect(try response.object()["container_id"] as? String == id)
                 #expect(start.duration(to: .now) < .seconds(10))
-                #expect(try await eventually(within: .seconds(10)) { try await !fixture.processes(id).mentions("sleep 302") })
+                #expect(try await eventually(timeout: .seconds(10)) { try await !fixture.processes(id).mentions("sleep 302") })
 
                 let streamed = try await client.request(
                     "POST", "/containers/\(id)/exec",
@@ -231,7 +231,7 @@ struct ExecAndLogsTests {
                 #expect(lines.first?["data"] as? String == "before\n")
                 #expect(lines.last?["type"] as? String == "error")
                 #expect((lines.last?["message"] as? String)?.contains("1 s") == true)
-                #expect(try await eventually(within: .seconds(10)) { try await !fixture.processes(id).mentions("sleep 303") })
+                #expect(try await eventually(timeout: .seconds(10)) { try await !fixture.processes(id).mentions("sleep 303") })
             }
         }
     }
@@ -364,7 +364,7 @@ struct ExecAndLogsTests {
                 await connection.close()
                 // The follow held an engine connection that nothing else could reuse; once the
                 // client left, ocimand must have closed it rather than keep reading.
-                let closed = try await eventually(within: .seconds(10)) {
+                let closed = try await eventually(timeout: .seconds(10)) {
                     engineConnections(of: server.processIdentifier) < during
                 }
                 #expect(closed, "ocimand still holds \(engineConnections(of: server.processIdentifier)) engine connections")
@@ -397,15 +397,6 @@ private func readEvents(_ connection: HTTPTestConnection) async throws -> [Timed
         }
     }
     return events
-}
-
-private func eventually(within limit: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now.advanced(by: limit)
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    return try await condition()
 }
 
 /// Unix-socket connections the process holds (its engine connections: ocimand listens on TCP here).
@@ -445,32 +436,8 @@ private struct SplitMix64 {
 }
 
 extension EngineFixture {
-    /// Creates and starts a busybox container with this fixture's labels, straight on the engine.
-    fileprivate func startBusybox(_ command: [String]) async throws -> String {
-        let body = try JSONSerialization.data(withJSONObject: [
-            "Image": TestEngines.baseImage, "Cmd": command, "Labels": labels,
-        ])
-        let created = try await client.send(
-            EngineRequest(.POST, "/containers/create", body: .bytes(contentType: "application/json", [UInt8](body))))
-        let id = try JSONSerialization.jsonObject(with: Data(created.body)) as? [String: Any]
-        let containerID = try #require(id?["Id"] as? String)
-        _ = try await client.send(EngineRequest(.POST, "/containers/\(containerID)/start"))
-        return containerID
-    }
-
-    fileprivate func waitForExit(_ id: String) async throws {
-        _ = try await client.send(EngineRequest(.POST, "/containers/\(id)/wait", timeout: .seconds(60)))
-    }
-
-    fileprivate func containerName(_ id: String) async throws -> String {
-        let inspect = try await client.send(EngineRequest(.GET, "/containers/\(id)/json"))
-        let object = try JSONSerialization.jsonObject(with: Data(inspect.body)) as? [String: Any]
-        let name = try #require(object?["Name"] as? String)
-        return name.hasPrefix("/") ? String(name.dropFirst()) : name
-    }
-
     /// Command lines of the container's processes, as the engine reports them.
-    fileprivate func processes(_ id: String) async throws -> [String] {
+    func processes(_ id: String) async throws -> [String] {
         let top = try await client.send(EngineRequest(.GET, "/containers/\(id)/top"))
         let object = try JSONSerialization.jsonObject(with: Data(top.body)) as? [String: Any]
         let rows = object?["Processes"] as? [[String]] ?? []

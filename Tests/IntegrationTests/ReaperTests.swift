@@ -250,7 +250,7 @@ struct ReaperTests {
 }
 
 /// A private `--state-dir`, removed afterwards.
-private final class StateDirectory: Sendable {
+final class StateDirectory: Sendable {
     let path: String
 
     init() throws {

@@ -50,3 +50,48 @@ public struct EngineFixture: Sendable {
         }
     }
 }
+
+extension EngineFixture {
+    public struct UnexpectedAnswer: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Creates and starts a busybox container with this fixture's labels, straight on the engine.
+    public func startBusybox(_ command: [String]) async throws -> String {
+        let body = try JSONSerialization.data(withJSONObject: [
+            "Image": TestEngines.baseImage, "Cmd": command, "Labels": labels,
+        ])
+        let created = try await client.send(
+            EngineRequest(.POST, "/containers/create", body: .bytes(contentType: "application/json", [UInt8](body))))
+        let object = try JSONSerialization.jsonObject(with: Data(created.body)) as? [String: Any]
+        guard let containerID = object?["Id"] as? String else {
+            throw UnexpectedAnswer(description: "create answered without an Id: \(String(decoding: created.body, as: UTF8.self))")
+        }
+        _ = try await client.send(EngineRequest(.POST, "/containers/\(containerID)/start"))
+        return containerID
+    }
+
+    public func waitForExit(_ id: String) async throws {
+        _ = try await client.send(EngineRequest(.POST, "/containers/\(id)/wait", timeout: .seconds(60)))
+    }
+
+    public func containerName(_ id: String) async throws -> String {
+        let inspect = try await client.send(EngineRequest(.GET, "/containers/\(id)/json"))
+        let object = try JSONSerialization.jsonObject(with: Data(inspect.body)) as? [String: Any]
+        guard let name = object?["Name"] as? String else {
+            throw UnexpectedAnswer(description: "inspect answered without a Name")
+        }
+        return name.hasPrefix("/") ? String(name.dropFirst()) : name
+    }
+
+    /// What a command prints on stdout, run straight on the engine (no ocimand in between).
+    public func directExecOutput(_ id: String, _ command: [String]) async throws -> [UInt8] {
+        let config = ExecCreateConfig(cmd: command, attachStdin: false)
+        let execID = try await client.createExec(container: id, config)
+        var stdout: [UInt8] = []
+        for try await frame in try await client.attachExec(execID, stdin: nil).frames where frame.stream == .stdout {
+            stdout += frame.payload
+        }
+        return stdout
+    }
+}
