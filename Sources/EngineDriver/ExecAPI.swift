@@ -98,7 +98,9 @@ extension EngineClient {
     /// output fills the pipes — then half-closed to deliver EOF. Output is read from the engine
     /// only as fast as the frames are consumed. Dropping the frames closes the engine
     /// connection; the process itself keeps running (no engine ends an exec then).
-    public func attachExec(_ id: String, stdin: [UInt8]?, timeout: Duration? = nil) async throws -> ExecOutput {
+    public func attachExec(
+        _ id: String, stdin: AsyncThrowingStream<[UInt8], any Error>?, timeout: Duration? = nil
+    ) async throws -> ExecOutput {
         guard let stdin else {
             let output = try await startExec(id, timeout: timeout).body
             return ExecOutput(frames: .decoding(output, with: FrameStream(stdinWriter: nil)), close: output.close)
@@ -106,11 +108,10 @@ extension EngineClient {
         let connection = try await startExecAttached(id, timeout: timeout)
         let writer = Task {
             do {
-                var start = 0
-                while start < stdin.count, !Task.isCancelled {
-                    let end = min(stdin.count, start + Self.stdinChunkSize)
-                    try await connection.write(Array(stdin[start..<end]))
-                    start = end
+                // Each chunk is on the socket before the next is pulled.
+                for try await chunk in stdin {
+                    try Task.checkCancellation()
+                    try await connection.write(chunk)
                 }
                 try await connection.finishWriting()
             } catch {
@@ -122,8 +123,6 @@ extension EngineClient {
             frames: .decoding(connection.output, with: FrameStream(stdinWriter: StdinWriter(writer))),
             close: connection.output.close)
     }
-
-    static let stdinChunkSize = 64 << 10
 
     public func inspectExec(_ id: String) async throws -> ExecInspect {
         try await send(EngineRequest(.GET, "/exec/\(EngineRequest.escape(id))/json")).decode(ExecInspect.self)

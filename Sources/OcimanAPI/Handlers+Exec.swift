@@ -37,18 +37,21 @@ extension APIHandler {
     }
 
     static func execOptions(_ request: Components.Schemas.ExecRequest) throws(OcimanError) -> ExecOptions {
-        var stdin: [UInt8]?
-        switch (request.stdin, request.stdinBase64) {
-        case (.some, .some):
+        var stdin: ExecStdin?
+        switch (request.stdin, request.stdinBase64, ExecStdinMiddleware.spool) {
+        case (.some, .some, _), (.some, _, .some), (_, .some, .some):
             throw .invalid(field: "stdin_base64", message: "give either stdin (text) or stdin_base64, not both")
-        case (.some(let text), nil):
-            stdin = Array(text.utf8)
-        case (nil, .some(let encoded)):
+        case (.some(let text), nil, nil):
+            stdin = .bytes(Array(text.utf8))
+        case (nil, .some(let encoded), nil):
             guard let bytes = Data(base64Encoded: encoded) else {
                 throw .invalid(field: "stdin_base64", message: "stdin_base64 is not valid base64")
             }
-            stdin = [UInt8](bytes)
-        case (nil, nil):
+            stdin = .bytes([UInt8](bytes))
+        case (nil, nil, .some(let spool)):
+            // Taken out of the body as it arrived (ExecStdinMiddleware).
+            stdin = .chunks(spool.chunks())
+        case (nil, nil, nil):
             stdin = nil
         }
         return ExecOptions(

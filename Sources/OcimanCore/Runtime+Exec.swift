@@ -3,7 +3,33 @@ import EngineDriver
 import Foundation
 import Synchronization
 
-public struct ExecOptions: Sendable, Equatable {
+/// What an exec's standard input reads before end of file.
+public enum ExecStdin: Sendable {
+    case bytes([UInt8])
+    /// Pulled a chunk at a time as the engine takes them.
+    case chunks(AsyncThrowingStream<[UInt8], any Error>)
+
+    static let chunkSize = 64 << 10
+
+    var chunks: AsyncThrowingStream<[UInt8], any Error> {
+        switch self {
+        case .chunks(let chunks):
+            return chunks
+        case .bytes(let bytes):
+            let offset = Mutex(0)
+            return AsyncThrowingStream {
+                offset.withLock { offset in
+                    guard offset < bytes.count else { return nil }
+                    let end = min(bytes.count, offset + Self.chunkSize)
+                    defer { offset = end }
+                    return Array(bytes[offset..<end])
+                }
+            }
+        }
+    }
+}
+
+public struct ExecOptions: Sendable {
     /// The program and its arguments; not empty.
     public var command: [String]
     public var environment: [String: String]
@@ -12,7 +38,7 @@ public struct ExecOptions: Sendable, Equatable {
     /// An absolute path; nil for the container's working directory.
     public var workdir: String?
     /// Fed to the process's standard input, then end of file; nil leaves stdin unattached.
-    public var stdin: [UInt8]?
+    public var stdin: ExecStdin?
     /// Give up (and end the process) after this many seconds; at least 1.
     public var timeoutSeconds: Int?
 
@@ -21,7 +47,7 @@ public struct ExecOptions: Sendable, Equatable {
         environment: [String: String] = [:],
         user: String? = nil,
         workdir: String? = nil,
-        stdin: [UInt8]? = nil,
+        stdin: ExecStdin? = nil,
         timeoutSeconds: Int? = nil
     ) {
         self.command = command
@@ -84,7 +110,7 @@ extension Runtime {
         try Self.validate(options)
         let execID = try await createExec(in: id, options)
         let output = try await OcimanError.wrap("exec in container \(id)") {
-            try await engine.attachExec(execID, stdin: options.stdin)
+            try await engine.attachExec(execID, stdin: options.stdin?.chunks)
         }
         let session = ExecSession(runtime: self, execID: execID)
         if let seconds = options.timeoutSeconds { session.endAfter(seconds: seconds, closing: output.close) }

@@ -95,6 +95,62 @@ struct BackpressureTests {
     }
 }
 
+extension BackpressureTests {
+    /// 30 MB of stdin a request: the JSON's input member streams to a spool, not into memory.
+    static let bigStdin = String(repeating: "0123456789abcde\n", count: 30_000_000 / 16)
+
+    @Test("20 concurrent 30 MB exec bodies: bounded memory, every byte delivered", arguments: TestEngines.available)
+    func concurrentLargeExecBodies(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        try await fixture.withCleanup {
+            let id = try await fixture.startBusybox(["sleep", "3600"])
+            try await withOcimand(engine: engine) { server, client in
+                let body = try JSONSerialization.data(withJSONObject: ["command": ["wc", "-c"], "stdin": Self.bigStdin])
+                let (peak, answers) = try await Self.sendConcurrently(20, "/containers/\(id)/exec", body, client, server)
+                #expect(peak <= 200 << 20, "peak RSS \(peak >> 20) MiB")
+                for answer in answers {
+                    #expect(answer.status == 200)
+                    #expect(try answer.object()["stdout"] as? String == "30000000\n")
+                }
+            }
+        }
+    }
+
+    @Test("20 concurrent 30 MB exec bodies to a missing container: 404 each, bounded memory", arguments: TestEngines.available)
+    func largeExecBodiesToMissingContainer(engine: String) async throws {
+        try await withOcimand(engine: engine) { server, client in
+            let body = try JSONSerialization.data(withJSONObject: ["command": ["wc", "-c"], "stdin": Self.bigStdin])
+            let (peak, answers) = try await Self.sendConcurrently(20, "/containers/ociman-no-such-container/exec", body, client, server)
+            #expect(peak <= 100 << 20, "peak RSS \(peak >> 20) MiB")
+            #expect(answers.allSatisfy { $0.status == 404 }, "\(answers.map(\.status))")
+        }
+    }
+
+    /// Sends `count` copies of `body` at once; the highest RSS seen while they run, and the answers.
+    static func sendConcurrently(
+        _ count: Int, _ path: String, _ body: Data, _ client: OcimandClient, _ server: OcimandProcess
+    ) async throws -> (Int, [OcimandClient.Response]) {
+        let sampling = Task {
+            var peak = 0
+            while !Task.isCancelled {
+                peak = max(peak, residentBytes(of: server.processIdentifier) ?? 0)
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return peak
+        }
+        let answers = try await withThrowingTaskGroup(of: OcimandClient.Response.self) { group in
+            for _ in 0..<count {
+                group.addTask {
+                    try await client.request("POST", path, body: body, headers: ["Content-Type": "application/json"], timeout: 300)
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        sampling.cancel()
+        return (await sampling.value, answers)
+    }
+}
+
 /// The highest resident memory seen, sampled every 100 ms for `duration`.
 func peakResidentBytes(of pid: Int32, over duration: Duration) async throws -> Int {
     var peak = 0
