@@ -24,6 +24,7 @@ import io
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -37,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import (  # noqa: E402
     BASE_IMAGE, BENCH_LABEL, BENCH_LABEL_KEY, COMPAT, DEFAULT_BINARY, ENGINE_CLI, ENGINE_SOCKETS,
-    LIBPOD, NGINX_PORT, OUT_DIR, FAIL, INFO, PASS, SKIP, Client, OcimandPool, OcimandUnavailable,
+    LIBPOD, NGINX_PORT, OCIMAN_HOST, OUT_DIR, FAIL, INFO, PASS, SKIP, Client, OcimandPool, OcimandUnavailable,
     Results, Skip, TempDir, connect, engine_client, engine_remove, engine_run_detached, engine_up,
     have, log, p50_ms, pct, q, reference_hash_dir, require_route, rss_kb, samples_ms,
     sweep_bench_objects, time_cmd_ms, wrk,
@@ -707,6 +708,113 @@ def section_rss(ctx):
             note=note or f"baseline = RSS before the upload; peak {res[2]:.1f} MB")
 
 
+def _stalled_reader(port: int, request: bytes) -> socket.socket:
+    """Sends a request, reads its response head, then stops reading, with a receive buffer as
+    small as the kernel allows: only ocimand (or the engine behind it) can hold what is sent."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((OCIMAN_HOST, port))
+    s.sendall(request)
+    head = b""
+    while b"\r\n\r\n" not in head:
+        part = s.recv(1)
+        if not part:
+            raise RuntimeError("closed before the response head")
+        head += part
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"stalled request answered {head[:60]!r}")
+    return s
+
+
+def _http_request(method: str, target: str, body: bytes = b"", accept: str | None = None) -> bytes:
+    head = f"{method} {target} HTTP/1.1\r\nHost: {OCIMAN_HOST}\r\n"
+    if body:
+        head += "Content-Type: application/json\r\n"
+    if accept:
+        head += f"Accept: {accept}\r\n"
+    return (head + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+@section("backpressure")
+def section_backpressure(ctx):
+    """Stalled readers and large bodies (issue 10): a stalled streamed exec of `yes` and a stalled
+    log follow for --stall-seconds (RSS growth ≤ 16 MB each), 50 stalled execs at once (≤ 100 MB),
+    20 concurrent 30 MB exec bodies (peak ≤ 200 MB) and the same to a missing container (404,
+    ≤ 100 MB). Baseline: the RSS of the same ocimand just before."""
+    stall = ctx.args.stall_seconds
+    stdin_body = json.dumps({"command": ["wc", "-c"], "stdin": "0123456789abcde\n" * (30_000_000 // 16)}).encode()
+    for kind in ctx.require_engines():
+        exec_cid = engine_run_detached(kind, ["sleep", "3600"])
+        logs_cid = engine_run_detached(kind, ["sh", "-c", "yes ociman-logs | head -c 200000000; exec sleep 3600"])
+        try:
+            o = ctx.ociman(kind, fresh=True)
+            port = int(o.endpoint.rsplit(":", 1)[1])
+
+            def stalled_growth(request: bytes) -> tuple[float, float]:
+                time.sleep(0.5)
+                before = rss_kb(o.pid) / 1024
+                sampler = RssSampler(o.pid, interval=0.2)
+                sampler.start()
+                reader = _stalled_reader(port, request)
+                try:
+                    time.sleep(stall)
+                finally:
+                    peak = sampler.finish() / 1024
+                    reader.close()
+                return peak - before, before
+
+            exec_request = _http_request("POST", f"/containers/{exec_cid}/exec",
+                                         json.dumps({"command": ["yes"]}).encode(), "application/x-ndjson")
+            growth, before = stalled_growth(exec_request)
+            ctx.add("backpressure", f"RSS growth, stalled exec of yes for {stall} s, {kind}", growth, before, None,
+                    "≤ 16 MB", ok=growth <= 16, unit="MB", note="baseline = RSS before the stall")
+            growth, before = stalled_growth(_http_request("GET", f"/containers/{logs_cid}/logs?follow=true"))
+            ctx.add("backpressure", f"RSS growth, stalled log follow for {stall} s, {kind}", growth, before, None,
+                    "≤ 16 MB", ok=growth <= 16, unit="MB", note="the container prints 200 MB as fast as it can")
+
+            sampler = RssSampler(o.pid, interval=0.2)
+            sampler.start()
+            readers = [_stalled_reader(port, exec_request) for _ in range(50)]
+            try:
+                time.sleep(min(stall, 10))
+            finally:
+                peak = sampler.finish() / 1024
+                for r in readers:
+                    r.close()
+            ctx.add("backpressure", f"peak RSS, 50 stalled execs of yes, {kind}", peak, None, None, "≤ 100 MB",
+                    ok=peak <= 100, unit="MB")
+
+            for target, expected, limit in ((exec_cid, 200, 200), ("ociman-bench-missing", 404, 100)):
+                sampler = RssSampler(o.pid, interval=0.05)
+                sampler.start()
+                statuses = []
+
+                def send():
+                    conn = connect(o.endpoint, timeout=600)
+                    conn.request("POST", f"/containers/{target}/exec", body=stdin_body,
+                                 headers={"Content-Type": "application/json"})
+                    resp = conn.getresponse()
+                    resp.read()
+                    statuses.append(resp.status)
+                    conn.close()
+
+                threads = [threading.Thread(target=send) for _ in range(20)]
+                started = time.monotonic()
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                took = time.monotonic() - started
+                peak = sampler.finish() / 1024
+                what = "a running container" if expected == 200 else "a missing container (404)"
+                ctx.add("backpressure", f"peak RSS, 20 concurrent 30 MB exec bodies to {what}, {kind}", peak, None,
+                        None, f"≤ {limit} MB", ok=peak <= limit and statuses == [expected] * 20, unit="MB",
+                        note=f"{took:.1f} s; statuses {sorted(set(statuses))}")
+        finally:
+            engine_remove(kind, exec_cid)
+            engine_remove(kind, logs_cid)
+
+
 # Each wrk connection walks its own rotation of the three routes, so all of them run concurrently.
 _LOAD_SCRIPT = """
 local paths = {%s}
@@ -776,6 +884,7 @@ def main(argv=None):
     ap.add_argument("--build-n", type=int, default=5)
     ap.add_argument("--big-mib", type=int, default=1024, help="size of the big /hash file (MiB)")
     ap.add_argument("--many-files", type=int, default=10000)
+    ap.add_argument("--stall-seconds", type=int, default=60, help="how long the backpressure readers stall")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--strict", action="store_true", help="exit 1 when any row FAILs")
     ap.add_argument("--json", default=os.path.join(OUT_DIR, "results.json"))
