@@ -3,12 +3,12 @@ import Glibc
 import Synchronization
 
 /// Holds an exec's standard input between the request body and the engine: in memory up to
-/// `memoryLimit`, beyond that in an unlinked temporary file, so twenty 30 MB inputs arriving at
+/// `memoryLimit` (most inputs are small), beyond that in an unlinked temporary file, so twenty 30 MB inputs arriving at
 /// once cost twenty small buffers of memory, not 600 MB. Written while the body arrives (the
 /// exec's options may follow its input in the JSON, so the exec cannot start earlier), then
 /// read once, in chunks, as the engine takes them.
 final class StdinSpool: Sendable {
-    static let memoryLimit = 1 << 20
+    static let memoryLimit = 256 << 10
     static let readChunk = 64 << 10
 
     private struct State {

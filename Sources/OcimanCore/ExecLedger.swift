@@ -57,8 +57,12 @@ public final class ExecLedger: Sendable {
         guard Self.isExecID(execID) else { return }
         open.withLock { _ = $0.insert(execID) }
         guard let path = path(of: execID) else { return }
-        // No fsync: losing a record in a power cut only means that process is not ended for us.
-        FileManager.default.createFile(atPath: path, contents: Data(Self.ownerTag.utf8), attributes: [.posixPermissions: 0o600])
+        // A plain write, no fsync or rename (this runs on the exec's path): losing a record in a
+        // power cut only means that process is not ended for us.
+        let descriptor = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { return }
+        _ = Self.ownerTag.utf8CString.withUnsafeBufferPointer { write(descriptor, $0.baseAddress, $0.count - 1) }
+        Glibc.close(descriptor)
     }
 
     func closed(_ execID: String) {
