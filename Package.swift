@@ -48,16 +48,22 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
+        // Backend-neutral: drives any `ContainerEngine`, knows no engine's wire format.
         .target(
             name: "OcimanCore",
             dependencies: [
-                "EngineDriver",
                 "PulledStreams",
                 "CCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
+        ),
+        // The Docker and Podman adapters: the core's `ContainerEngine` over the engine driver.
+        .target(
+            name: "EngineAdapters",
+            dependencies: ["OcimanCore", "EngineDriver", "PulledStreams", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "OcimanAPI",
@@ -81,6 +87,7 @@ let package = Package(
                 "OcimanAPI",
                 "MHDTransport",
                 "OcimanCore",
+                "EngineAdapters",
                 "EngineDriver",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -101,8 +108,9 @@ let package = Package(
         ),
         .testTarget(name: "OcimanCoreTests", dependencies: ["OcimanCore"]),
         .testTarget(name: "OcimanAPITests", dependencies: ["OcimanAPI"]),
+        .testTarget(name: "EngineAdaptersTests", dependencies: ["EngineAdapters", "EngineDriver", "OcimanCore"]),
         .testTarget(name: "MHDTransportTests", dependencies: ["MHDTransport", "OcimanTestSupport"]),
         .testTarget(name: "EngineDriverTests", dependencies: ["EngineDriver", "OcimanTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["OcimanTestSupport", "OcimanCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["OcimanTestSupport", "OcimanCore", "EngineAdapters"]),
     ]
 )

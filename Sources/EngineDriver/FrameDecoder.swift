@@ -4,7 +4,6 @@ public enum StreamKind: UInt8, Sendable, Hashable, CaseIterable, CustomStringCon
     case stdout = 1
     case stderr = 2
 
-    /// The `type` value of the service's ndjson lines.
     public var description: String {
         switch self {
         case .stdin: "stdin"
