@@ -106,8 +106,20 @@ let package = Package(
             ],
             path: "Tests/OcimanTestSupport"
         ),
-        .testTarget(name: "OcimanCoreTests", dependencies: ["OcimanCore"]),
-        .testTarget(name: "OcimanAPITests", dependencies: ["OcimanAPI"]),
+        // A `ContainerEngine` in memory, for in-process tests of the runtime and the handlers.
+        .target(name: "InMemoryEngine", dependencies: ["OcimanCore"], path: "Tests/InMemoryEngine"),
+        .testTarget(
+            name: "OcimanCoreTests",
+            dependencies: ["OcimanCore", "InMemoryEngine", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "OcimanAPITests",
+            dependencies: [
+                "OcimanAPI", "InMemoryEngine", .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+            ]
+        ),
         .testTarget(name: "EngineAdaptersTests", dependencies: ["EngineAdapters", "EngineDriver", "OcimanCore"]),
         .testTarget(name: "MHDTransportTests", dependencies: ["MHDTransport", "OcimanTestSupport"]),
         .testTarget(name: "EngineDriverTests", dependencies: ["EngineDriver", "OcimanTestSupport"]),
