@@ -60,10 +60,14 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
-        // The Docker and Podman adapters: the core's `ContainerEngine` over the engine driver.
+        // The Docker and Podman adapters (the core's `ContainerEngine` over the engine driver)
+        // and the startup choice between them (SPEC §3).
         .target(
             name: "EngineAdapters",
-            dependencies: ["OcimanCore", "EngineDriver", "PulledStreams", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "OcimanCore", "EngineDriver", "PulledStreams", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .target(
             name: "OcimanAPI",
