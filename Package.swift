@@ -124,7 +124,14 @@ let package = Package(
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ]
         ),
-        .testTarget(name: "EngineAdaptersTests", dependencies: ["EngineAdapters", "EngineDriver", "OcimanCore"]),
+        .testTarget(
+            name: "EngineAdaptersTests",
+            dependencies: [
+                "EngineAdapters", "EngineDriver", "OcimanCore",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "MHDTransportTests", dependencies: ["MHDTransport", "OcimanTestSupport"]),
         .testTarget(name: "EngineDriverTests", dependencies: ["EngineDriver", "OcimanTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["OcimanTestSupport", "OcimanCore", "EngineAdapters"]),
