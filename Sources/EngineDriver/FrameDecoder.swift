@@ -147,7 +147,7 @@ public struct FrameDecoder: Sendable {
     }
 }
 
-/// Turns payloads of each stream into lines, for logs' `{"type":"stdout","line":...}`.
+/// Turns payloads of each stream into lines (container logs are read line by line).
 ///
 /// Streams are buffered separately, so interleaved stdout and stderr frames never mix within
 /// a line. A line ends at `\n`; a `\r` before it is dropped (`\r\n`), a lone `\r` (progress

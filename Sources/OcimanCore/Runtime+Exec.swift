@@ -308,9 +308,9 @@ struct ExecEventDecoder: PullDecoder {
 
     func fail(_ error: any Error) async throws -> [ExecEvent] {
         if let failure = timeoutFailure { throw failure }
-        // A process that exits without reading all its stdin leaves bytes unread on Podman's
-        // side, so its close resets the connection after the last output (and Podman may record
-        // the exit a moment later).
+        // A process that exits without reading all its stdin leaves bytes unread on the
+        // engine's side, whose close may then reset the connection after the last output (Podman
+        // does, and records the exit a moment later): the exit code still counts.
         if hasStdin, case EngineFailure.unavailable = error,
             let code = try? await Runtime.exitCode(of: session.execID, engine: session.runtime.engine, within: .seconds(2))
         {
