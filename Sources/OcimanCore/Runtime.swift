@@ -3,7 +3,8 @@ import Synchronization
 
 /// The backend-neutral runtime: what every route calls. One instance per ocimand process.
 public final class Runtime: Sendable {
-    public let engine: any ContainerEngine
+    /// Only the runtime talks to the engine; handlers go through the runtime.
+    let engine: any ContainerEngine
     let logger: Logger
     /// Directories whose contents builds and `/hash` may read (SPEC §7); empty means none.
     public let contextRoots: [String]
