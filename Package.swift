@@ -48,15 +48,25 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
+        // Backend-neutral: drives any `ContainerEngine`, knows no engine's wire format.
         .target(
             name: "OcimanCore",
             dependencies: [
-                "EngineDriver",
                 "PulledStreams",
                 "CCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
+        // The Docker and Podman adapters (the core's `ContainerEngine` over the engine driver)
+        // and the startup choice between them (SPEC §3).
+        .target(
+            name: "EngineAdapters",
+            dependencies: [
+                "OcimanCore", "EngineDriver", "PulledStreams", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -81,6 +91,7 @@ let package = Package(
                 "OcimanAPI",
                 "MHDTransport",
                 "OcimanCore",
+                "EngineAdapters",
                 "EngineDriver",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -99,10 +110,30 @@ let package = Package(
             ],
             path: "Tests/OcimanTestSupport"
         ),
-        .testTarget(name: "OcimanCoreTests", dependencies: ["OcimanCore"]),
-        .testTarget(name: "OcimanAPITests", dependencies: ["OcimanAPI"]),
+        // A `ContainerEngine` in memory, for in-process tests of the runtime and the handlers.
+        .target(name: "InMemoryEngine", dependencies: ["OcimanCore"], path: "Tests/InMemoryEngine"),
+        .testTarget(
+            name: "OcimanCoreTests",
+            dependencies: ["OcimanCore", "InMemoryEngine", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "OcimanAPITests",
+            dependencies: [
+                "OcimanAPI", "InMemoryEngine", .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+            ]
+        ),
+        .testTarget(
+            name: "EngineAdaptersTests",
+            dependencies: [
+                "EngineAdapters", "EngineDriver", "OcimanCore",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "MHDTransportTests", dependencies: ["MHDTransport", "OcimanTestSupport"]),
         .testTarget(name: "EngineDriverTests", dependencies: ["EngineDriver", "OcimanTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["OcimanTestSupport", "OcimanCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["OcimanTestSupport", "OcimanCore", "EngineAdapters"]),
     ]
 )

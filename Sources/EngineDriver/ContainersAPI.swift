@@ -246,7 +246,7 @@ private struct CreatedID: Decodable {
 }
 
 /// Long enough to mean "no deadline" for waits, shorter than the Int64 nanoseconds limit.
-let practicallyForever: Duration = .seconds(366 * 24 * 3600)
+public let practicallyForever: Duration = .seconds(366 * 24 * 3600)
 
 extension EngineClient {
     private static func containerPath(_ id: String, _ suffix: String = "") -> String {
@@ -334,16 +334,14 @@ extension EngineClient {
     }
 
     /// Commits the container to `repository:tag` and returns the image id. `pause` is always
-    /// sent: Docker defaults it to true, Podman to false. Podman's compat commit fails on an
-    /// empty body ("Decode(): EOF"), so it gets an empty config; Docker keeps the container's.
+    /// sent: the engines' defaults differ. `emptyConfig` sends `{}` as the body (Podman's compat
+    /// commit fails on an empty one, "Decode(): EOF"); without it the container's config is kept.
     public func commitContainer(
-        _ id: String, repository: String, tag: String, pause: Bool, changes: [String]
+        _ id: String, repository: String, tag: String, pause: Bool, changes: [String], emptyConfig: Bool
     ) async throws -> String {
         var query = [("container", id), ("repo", repository), ("tag", tag), ("pause", String(pause))]
         for change in changes { query.append(("changes", change)) }
-        let podman: Bool
-        if let known = negotiatedPing { podman = known.isPodman } else { podman = try await ping().isPodman }
-        let body: EngineRequest.Body = podman ? .bytes(contentType: "application/json", Array("{}".utf8)) : .none
+        let body: EngineRequest.Body = emptyConfig ? .bytes(contentType: "application/json", Array("{}".utf8)) : .none
         return try await send(EngineRequest(.POST, "/commit", query: query, body: body)).decode(CreatedID.self).id
     }
 }

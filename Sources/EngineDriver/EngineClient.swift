@@ -8,14 +8,17 @@ import Synchronization
 public final class EngineClient: Sendable {
     public let socketPath: String
     public let defaultTimeout: Duration
+    /// The swift-metrics label of the request-latency histogram; nil records nothing.
+    private let latencyMetric: String?
     private let group: any EventLoopGroup
     private let idle = Mutex<[PooledConnection]>([])
     private let negotiated = Mutex<Ping?>(nil)
     private static let maxIdleConnections = 16
 
-    public init(socketPath: String, defaultTimeout: Duration = .seconds(30)) {
+    public init(socketPath: String, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
         self.socketPath = socketPath
         self.defaultTimeout = defaultTimeout
+        self.latencyMetric = latencyMetric
         self.group = MultiThreadedEventLoopGroup.singleton
     }
 
@@ -72,7 +75,7 @@ public final class EngineClient: Sendable {
             return EngineResponse(status: stream.status, headers: stream.headers, body: body)
         }
         let started = ContinuousClock.now
-        defer { EngineMetrics.observe(request, since: started) }
+        defer { EngineMetrics.observe(request, since: started, label: latencyMetric) }
         // The head first: making it may ping the engine, which must not hold a pooled connection.
         let requestHead = try await head(for: request)
         let timeout = request.timeout ?? defaultTimeout
@@ -93,7 +96,7 @@ public final class EngineClient: Sendable {
     /// Statuses ≥ 400 become `EngineError` after reading the (short) error body.
     public func stream(_ request: EngineRequest) async throws -> EngineStream {
         let started = ContinuousClock.now
-        defer { EngineMetrics.observe(request, since: started) }
+        defer { EngineMetrics.observe(request, since: started, label: latencyMetric) }
         let requestHead = try await head(for: request)
         let timeout = request.timeout ?? defaultTimeout
         let connection = try await acquire(timeout: timeout)
@@ -201,7 +204,7 @@ public final class EngineClient: Sendable {
     /// bytes in both directions.
     public func hijack(_ request: EngineRequest) async throws -> HijackedConnection {
         let started = ContinuousClock.now
-        defer { EngineMetrics.observe(request, since: started) }
+        defer { EngineMetrics.observe(request, since: started, label: latencyMetric) }
         let target = request.target(prefix: try await prefix(for: request.api))
         let timeout = request.timeout ?? defaultTimeout
         let channel = try await connectRaw(timeout: timeout)

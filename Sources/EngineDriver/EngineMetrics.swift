@@ -1,16 +1,15 @@
 import CoreMetrics
 
-/// Engine call latency, reported through swift-metrics (exported by ocimand at `GET /metrics`).
-public enum EngineMetrics {
-    /// Histogram of the time from sending a request to the engine until its response head arrives
-    /// (or the call fails), by HTTP method and path shape.
-    public static let requestDuration = "ociman_engine_request_duration_seconds"
-
-    static func observe(_ request: EngineRequest, since start: ContinuousClock.Instant) {
+/// Engine call latency, reported through swift-metrics under a label the client's owner picks:
+/// a histogram of the time from sending a request until its response head arrives (or the call
+/// fails), by HTTP method and path shape.
+enum EngineMetrics {
+    static func observe(_ request: EngineRequest, since start: ContinuousClock.Instant, label: String?) {
+        guard let label else { return }
         let elapsed = ContinuousClock.now - start
         let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
         Timer(
-            label: requestDuration,
+            label: label,
             dimensions: [("method", request.method.rawValue), ("path", pathShape(request.path))]
         ).recordNanoseconds(nanoseconds)
     }

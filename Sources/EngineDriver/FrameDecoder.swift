@@ -4,7 +4,6 @@ public enum StreamKind: UInt8, Sendable, Hashable, CaseIterable, CustomStringCon
     case stdout = 1
     case stderr = 2
 
-    /// The `type` value of the service's ndjson lines.
     public var description: String {
         switch self {
         case .stdin: "stdin"
@@ -148,7 +147,7 @@ public struct FrameDecoder: Sendable {
     }
 }
 
-/// Turns payloads of each stream into lines, for logs' `{"type":"stdout","line":...}`.
+/// Turns payloads of each stream into lines (container logs are read line by line).
 ///
 /// Streams are buffered separately, so interleaved stdout and stderr frames never mix within
 /// a line. A line ends at `\n`; a `\r` before it is dropped (`\r\n`), a lone `\r` (progress

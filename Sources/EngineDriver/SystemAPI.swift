@@ -38,28 +38,26 @@ extension EngineClient {
         try await send(EngineRequest(.GET, "/version")).decode(EngineVersion.self)
     }
 
-    /// Docker marks rootless mode as a security option `name=rootless`; Podman reports
-    /// `host.security.rootless` on its own `/info`.
-    public func isRootless(podman: Bool) async throws -> Bool {
-        if podman {
-            struct Info: Decodable {
-                struct Host: Decodable {
-                    struct Security: Decodable { var rootless: Bool? }
-                    var security: Security?
-                }
-                var host: Host?
-            }
-            let info = try await send(EngineRequest(.GET, "/info", api: .libpod)).decode(Info.self)
-            return info.host?.security?.rootless ?? false
-        }
+    /// The security options of `/info`; Docker lists rootless mode there as `name=rootless`.
+    public func securityOptions() async throws -> [String] {
         struct Info: Decodable {
             var securityOptions: [String]?
             enum CodingKeys: String, CodingKey { case securityOptions = "SecurityOptions" }
         }
-        let info = try await send(EngineRequest(.GET, "/info")).decode(Info.self)
-        return (info.securityOptions ?? []).contains { option in
-            option.split(separator: ",").contains("name=rootless")
+        return try await send(EngineRequest(.GET, "/info")).decode(Info.self).securityOptions ?? []
+    }
+
+    /// Podman's own `/info` reports rootless mode as `host.security.rootless`.
+    public func libpodRootless() async throws -> Bool {
+        struct Info: Decodable {
+            struct Host: Decodable {
+                struct Security: Decodable { var rootless: Bool? }
+                var security: Security?
+            }
+            var host: Host?
         }
+        let info = try await send(EngineRequest(.GET, "/info", api: .libpod)).decode(Info.self)
+        return info.host?.security?.rootless ?? false
     }
 
     public func inspectNetwork(_ name: String) async throws -> EngineNetwork {

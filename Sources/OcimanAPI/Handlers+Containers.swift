@@ -34,7 +34,7 @@ extension APIHandler {
     }
 
     public func waitContainer(_ input: Operations.WaitContainer.Input) async throws -> Operations.WaitContainer.Output {
-        let condition = ContainerWaitCondition(rawValue: (input.query.condition ?? .notRunning).rawValue)!
+        let condition = ContainerWaitCondition(input.query.condition ?? .notRunning)
         let code = try await runtime.wait(input.path.id, condition: condition, timeoutSeconds: input.query.timeout)
         return .ok(.init(body: .json(.init(exitCode: code))))
     }
@@ -59,19 +59,19 @@ extension RunSpec {
             publish: (request.publish ?? []).map { publish in
                 PublishSpec(
                     containerPort: publish.containerPort,
-                    protocol: PortProtocol(rawValue: (publish._protocol ?? .tcp).rawValue)!,
+                    protocol: PortProtocol(publish._protocol ?? .tcp),
                     hostIP: publish.hostIp,
                     hostPort: publish.hostPort)
             },
             mounts: (request.mounts ?? []).map { mount in
                 MountSpec(
-                    kind: MountSpec.Kind(rawValue: mount._type.rawValue)!, source: mount.source, target: mount.target,
+                    kind: MountSpec.Kind(mount._type), source: mount.source, target: mount.target,
                     readOnly: mount.readOnly ?? false)
             },
             workdir: request.workdir,
             user: request.user,
             autoRemove: request.autoRemove ?? false,
-            pullPolicy: PullPolicy(rawValue: (request.pullPolicy ?? .missing).rawValue)!,
+            pullPolicy: PullPolicy(request.pullPolicy ?? .missing),
             wait: request.wait.map { wait in
                 ReadinessWait(
                     timeoutSeconds: wait.timeoutSeconds,
@@ -82,6 +82,56 @@ extension RunSpec {
             ttlSeconds: request.ttlSeconds,
             session: request.session
         )
+    }
+}
+
+// The contract's enums to the core's, case by case: a case added to either side fails to compile here.
+
+extension ContainerWaitCondition {
+    init(_ condition: Operations.WaitContainer.Input.Query.ConditionPayload) {
+        switch condition {
+        case .notRunning: self = .notRunning
+        case .nextExit: self = .nextExit
+        case .removed: self = .removed
+        }
+    }
+}
+
+extension PortProtocol {
+    init(_ proto: Components.Schemas.PortProtocol) {
+        switch proto {
+        case .tcp: self = .tcp
+        case .udp: self = .udp
+        }
+    }
+}
+
+extension Components.Schemas.PortProtocol {
+    init(_ proto: PortProtocol) {
+        switch proto {
+        case .tcp: self = .tcp
+        case .udp: self = .udp
+        }
+    }
+}
+
+extension MountSpec.Kind {
+    init(_ kind: Components.Schemas.Mount._TypePayload) {
+        switch kind {
+        case .bind: self = .bind
+        case .volume: self = .volume
+        case .tmpfs: self = .tmpfs
+        }
+    }
+}
+
+extension PullPolicy {
+    init(_ policy: Components.Schemas.RunContainerRequest.PullPolicyPayload) {
+        switch policy {
+        case .missing: self = .missing
+        case .always: self = .always
+        case .never: self = .never
+        }
     }
 }
 
@@ -103,7 +153,7 @@ extension Components.Schemas.Container {
             labels: .init(additionalProperties: container.labels),
             ports: container.ports.map { port in
                 .init(
-                    containerPort: port.containerPort, _protocol: port.protocol == .udp ? .udp : .tcp,
+                    containerPort: port.containerPort, _protocol: .init(port.protocol),
                     hostIp: port.hostIP, hostPort: port.hostPort)
             },
             ipAddress: container.ipAddress,

@@ -1,5 +1,4 @@
 import CoreMetrics
-import EngineDriver
 import OcimanCore
 import Prometheus
 import Synchronization
@@ -102,7 +101,7 @@ public final class MetricsExporter: MetricsFactory, Sendable {
             "HTTP requests being worked on or still sending their body, by route template (builds: route=\"/images/build\").",
         MetricNames.httpStreamsOpen: "Streamed (chunked) responses still being sent, by route template.",
         MetricNames.connectionsOpen: "Client connections open to the HTTP server.",
-        EngineMetrics.requestDuration:
+        OcimanMetrics.engineRequestDuration:
             "Time from sending an Engine API request until its response head arrives, by method and path shape.",
         OcimanMetrics.reapedContainers: "Containers removed because their time-to-live or session expired.",
     ]

@@ -174,6 +174,20 @@ public struct Container: Sendable, Hashable {
     public var ports: [PublishedPort]
     public var ipAddress: String?
     public var created: String
+
+    public init(
+        id: String, name: String, image: String, state: ContainerState, labels: [String: String],
+        ports: [PublishedPort], ipAddress: String?, created: String
+    ) {
+        self.id = id
+        self.name = name
+        self.image = image
+        self.state = state
+        self.labels = labels
+        self.ports = ports
+        self.ipAddress = ipAddress
+        self.created = created
+    }
 }
 
 public struct ContainerSummary: Sendable, Hashable {
@@ -183,6 +197,15 @@ public struct ContainerSummary: Sendable, Hashable {
     public var state: ContainerState
     public var labels: [String: String]
     public var created: String
+
+    public init(id: String, name: String, image: String, state: ContainerState, labels: [String: String], created: String) {
+        self.id = id
+        self.name = name
+        self.image = image
+        self.state = state
+        self.labels = labels
+        self.created = created
+    }
 }
 
 public struct CommitResult: Sendable, Hashable {

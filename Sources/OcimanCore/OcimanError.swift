@@ -1,5 +1,3 @@
-import EngineDriver
-
 /// Errors the runtime core reports, one case per answer a client can act on.
 /// The API layer maps each case to one HTTP status; the core never sees HTTP.
 public enum OcimanError: Error, Sendable, CustomStringConvertible {
@@ -27,16 +25,16 @@ public enum OcimanError: Error, Sendable, CustomStringConvertible {
         }
     }
 
-    /// Engine errors keep the engine's own message; the status decides the case.
-    public init(_ error: EngineError, context: String? = nil) {
-        let message = context.map { "\($0): \(error.message)" } ?? error.message
-        switch error {
+    /// Engine failures keep the engine's own message; the classification decides the case.
+    public init(_ failure: EngineFailure, context: String? = nil) {
+        let message = context.map { "\($0): \(failure.message)" } ?? failure.message
+        switch failure {
         case .notFound: self = .notFound(message)
         case .conflict: self = .conflict(message)
-        case .badRequest: self = .invalid(field: nil, message: message)
+        case .rejected: self = .invalid(field: nil, message: message)
         case .unavailable: self = .unavailable(message)
-        case .timeout: self = .unavailable("the engine did not answer in time: \(message)")
-        case .notModified, .engine, .protocolViolation: self = .engineFailure(message)
+        case .timedOut: self = .unavailable("the engine did not answer in time: \(message)")
+        case .failed: self = .engineFailure(message)
         }
     }
 
@@ -44,20 +42,23 @@ public enum OcimanError: Error, Sendable, CustomStringConvertible {
         self = .invalid(field: error.field, message: error.message)
     }
 
+    /// The one conversion of whatever an engine call, a stream or validation threw.
+    public init(converting error: any Error, context: String? = nil) {
+        switch error {
+        case let error as OcimanError: self = error
+        case let error as EngineFailure: self = OcimanError(error, context: context)
+        case let error as ValidationError: self = OcimanError(error)
+        case is CancellationError: self = .unavailable(context.map { "\($0): cancelled" } ?? "the request was cancelled")
+        default: self = .engineFailure(context.map { "\($0): \(error)" } ?? "\(error)")
+        }
+    }
+
     /// Runs an engine call and converts what it throws.
     static func wrap<T>(_ context: String? = nil, _ body: () async throws -> T) async throws(OcimanError) -> T {
         do {
             return try await body()
-        } catch let error as OcimanError {
-            throw error
-        } catch let error as EngineError {
-            throw OcimanError(error, context: context)
-        } catch let error as ValidationError {
-            throw OcimanError(error)
-        } catch is CancellationError {
-            throw OcimanError.unavailable("the request was cancelled")
         } catch {
-            throw OcimanError.engineFailure("\(error)")
+            throw OcimanError(converting: error, context: context)
         }
     }
 }

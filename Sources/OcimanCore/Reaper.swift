@@ -1,4 +1,3 @@
-import EngineDriver
 import Logging
 import Synchronization
 
@@ -75,7 +74,7 @@ public final class Reaper: Sendable {
         // List first, then read the leases: a container in the list existed before the read, so
         // its session was already in the store unless it has since ended or been deleted.
         let containers = try await OcimanError.wrap("listing managed containers") {
-            try await runtime.engine.listContainers(labels: ["\(ManagedLabels.managed)=true"], nameFilter: nil)
+            try await runtime.engine.listContainers(labels: ["\(ManagedLabels.managed)=true"], name: nil)
         }
         let sessions: SessionStore.Snapshot?
         do {
@@ -148,7 +147,7 @@ extension Runtime {
         guard try sessions.isActive(id) else { throw SessionStore.unknown(id) }
         let containers = try await OcimanError.wrap("listing the containers of session \(id)") {
             try await engine.listContainers(
-                labels: ["\(ManagedLabels.managed)=true", "\(ManagedLabels.session)=\(id)"], nameFilter: nil)
+                labels: ["\(ManagedLabels.managed)=true", "\(ManagedLabels.session)=\(id)"], name: nil)
         }
         let outcome = await removeContainers(containers.map(\.id))
         if let (_, error) = outcome.failures.first { throw error }
@@ -167,14 +166,14 @@ extension Runtime {
                 guard let id = pending.popFirst() else { return }
                 group.addTask { [engine] in
                     do {
-                        try await engine.removeContainer(id, force: true, volumes: true)
+                        try await engine.removeContainer(id, force: true)
                         return (id, nil)
-                    } catch EngineError.notFound {
+                    } catch EngineFailure.notFound {
                         return nil  // auto-removed, or another ocimand reaped it first
-                    } catch EngineError.conflict {
+                    } catch EngineFailure.conflict {
                         return nil  // a removal is already in progress
-                    } catch let error as EngineError {
-                        return (id, OcimanError(error))
+                    } catch let failure as EngineFailure {
+                        return (id, OcimanError(failure))
                     } catch {
                         return (id, .unavailable("\(error)"))
                     }

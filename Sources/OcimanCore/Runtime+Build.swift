@@ -1,8 +1,6 @@
 import PulledStreams
 import Dispatch
-import EngineDriver
 import Glibc
-import NIOCore
 import Synchronization
 
 /// Where a build context comes from.
@@ -163,9 +161,6 @@ public struct ContextHashResult: Sendable, Equatable {
 }
 
 extension Runtime {
-    /// The engine must answer once the whole context is uploaded; a slow client uploading a
-    /// large tar is part of that wait, so the deadline is generous.
-    static let buildResponseTimeout: Duration = .seconds(3600)
     /// Tar bodies are validated this far before the engine is contacted, so a small archive
     /// with a refused entry never reaches it at all.
     static let tarValidationWindow = 256 << 10
@@ -239,7 +234,7 @@ extension Runtime {
         -> AsyncThrowingStream<BuildEvent, any Error>
     {
         try options.validate(for: source, building: true)
-        var engineOptions = EngineBuildOptions(
+        var request = ImageBuildRequest(
             dockerfile: options.dockerfile, buildArguments: options.buildArguments, labels: options.labels,
             target: options.target, noCache: options.noCache, pull: options.pull)
 
@@ -272,24 +267,22 @@ extension Runtime {
         if options.ifAbsent, let reference, let image = try await existingImage(reference) {
             return Self.single(.result(BuildResult(imageID: image.id, reference: reference, digest: hash?.digest, cached: true)))
         }
-        if let reference { engineOptions.tags = [reference] }
+        if let reference { request.tags = [reference] }
 
-        let response: EngineStream
+        let progress: AsyncThrowingStream<BuildProgress, any Error>
         do {
-            response = try await engine.build(engineOptions, context: context, timeout: Self.buildResponseTimeout)
+            progress = try await engine.buildImage(request, context: context)
         } catch {
             if let refused = forwarder?.failure ?? directoryFailure.error { throw refused }
             switch error {
-            case let error as OcimanError:
-                throw error
-            case let error as EngineError:
+            case EngineFailure.unavailable, EngineFailure.timedOut, is OcimanError, is CancellationError:
+                throw OcimanError(converting: error, context: "building")
+            case let failure as EngineFailure:
                 // The daemon refused the build itself (Docker answers 500 for a missing
                 // Dockerfile or target where Podman streams an error): same shape for both.
-                if case .unavailable = error { throw OcimanError(error, context: "building") }
-                if case .timeout = error { throw OcimanError(error, context: "building") }
-                return Self.single(.error(error.message.trimmingWhitespace))
+                return Self.single(.error(failure.message.trimmingWhitespace))
             default:
-                throw Self.streamError(error, context: "building")
+                throw OcimanError(converting: error, context: "building")
             }
         }
 
@@ -305,19 +298,10 @@ extension Runtime {
             }
             tagAfterBuild = contentReference
         }
-        return buildEvents(
-            response, reference: tagAfterBuild ?? reference, digest: hash?.digest, tagAfterBuild: tagAfterBuild)
-    }
-
-    /// Relays the engine's build stream as events: `stream` text split into lines, `status`
-    /// objects as lines, the image id from `aux.ID`, and the error object (which the engines
-    /// send with HTTP 200) as the terminal error.
-    private func buildEvents(
-        _ response: EngineStream, reference: String?, digest: String?, tagAfterBuild: String?
-    ) -> AsyncThrowingStream<BuildEvent, any Error> {
-        .decoding(
-            response.body,
-            with: BuildEventDecoder(engine: engine, reference: reference, digest: digest, tagAfterBuild: tagAfterBuild))
+        return .decoding(
+            progress,
+            with: BuildEventDecoder(
+                engine: engine, reference: tagAfterBuild ?? reference, digest: hash?.digest, tagAfterBuild: tagAfterBuild))
     }
 
     static func single(_ event: BuildEvent) -> AsyncThrowingStream<BuildEvent, any Error> {
@@ -328,13 +312,13 @@ extension Runtime {
     }
 
     /// The image a reference names, or nil when there is none.
-    func existingImage(_ reference: String) async throws(OcimanError) -> EngineImage? {
+    func existingImage(_ reference: String) async throws(OcimanError) -> ImageInfo? {
         do {
             return try await engine.inspectImage(reference)
-        } catch EngineError.notFound {
+        } catch EngineFailure.notFound {
             return nil
         } catch {
-            throw Self.streamError(error, context: "image \(reference)")
+            throw OcimanError(converting: error, context: "image \(reference)")
         }
     }
 
@@ -349,91 +333,46 @@ extension Runtime {
     }
 }
 
-/// Decodes the engine's build stream: JSON objects that do not align with chunks.
-struct BuildStreamDecoder {
-    enum Outcome: Equatable {
-        case unfinished
-        case built(imageID: String)
-        case failed(String)
-    }
-
-    private var splitter = JSONStreamSplitter()
-    private var lines = LineSplitter()
-    private var imageID: String?
-    private var failure: String?
-
-    mutating func feed(_ bytes: some Collection<UInt8>) throws -> [BuildEvent] {
-        var events: [BuildEvent] = []
-        for value in try splitter.feed(bytes) {
-            guard let message = EngineProgressMessage.decode(value) else { continue }
-            if let failed = message.failureMessage {
-                failure = failed.trimmingWhitespace
-                continue
-            }
-            if let id = message.aux?.id { imageID = id }
-            if let text = message.stream {
-                events += lines.feed(Array(text.utf8), stream: .stdout).map { .log($0.text) }
-            } else if let status = message.status {
-                // Pulls of base images report per-layer progress; the status text is enough.
-                events.append(.log(message.id.map { "\($0): \(status)" } ?? status))
-            }
-        }
-        return events
-    }
-
-    mutating func finish() throws -> [BuildEvent] {
-        for value in try splitter.finish() {
-            if let message = EngineProgressMessage.decode(value), let failed = message.failureMessage {
-                failure = failed.trimmingWhitespace
-            }
-        }
-        return lines.finish().map { .log($0.text) }
-    }
-
-    var outcome: Outcome {
-        if let failure { return .failed(failure) }
-        if let imageID { return .built(imageID: imageID) }
-        return .unfinished
-    }
-}
-
-/// The engine's build stream to build events, ending with exactly one `result` or `error`.
+/// The engine's build progress to build events, ending with exactly one `result` or `error`:
+/// a failure the engine reports wins over an image id it reported earlier.
 struct BuildEventDecoder: PullDecoder {
-    let engine: EngineClient
+    let engine: any ContainerEngine
     let reference: String?
     let digest: String?
     /// A tar's content-addressed reference, known only once the upload is complete.
     let tagAfterBuild: String?
-    private var decoder = BuildStreamDecoder()
+    private var imageID: String?
+    private var failure: String?
 
-    init(engine: EngineClient, reference: String?, digest: String?, tagAfterBuild: String?) {
+    init(engine: any ContainerEngine, reference: String?, digest: String?, tagAfterBuild: String?) {
         self.engine = engine
         self.reference = reference
         self.digest = digest
         self.tagAfterBuild = tagAfterBuild
     }
 
-    mutating func feed(_ chunk: ByteBuffer) throws -> [BuildEvent] {
-        try decoder.feed(chunk.readableBytesView)
+    mutating func feed(_ progress: BuildProgress) -> [BuildEvent] {
+        switch progress {
+        case .line(let line): return [.log(line)]
+        case .built(let id): imageID = id
+        case .failed(let message): failure = message
+        }
+        return []
     }
 
-    mutating func finish() async throws -> [BuildEvent] {
-        let lines = try decoder.finish()
-        switch decoder.outcome {
-        case .failed(let message):
-            return lines + [.error(message)]
-        case .built(let imageID):
-            if let tagAfterBuild, let target = try? ImageReference(parsing: tagAfterBuild) {
-                try await engine.tagImage(imageID, repository: target.repository, tag: target.tag ?? "latest")
-            }
-            return lines + [.result(BuildResult(imageID: imageID, reference: reference, digest: digest, cached: false))]
-        case .unfinished:
-            return lines + [.error("the engine ended the build stream without an image id or an error")]
+    func finish() async throws -> [BuildEvent] {
+        if let failure { return [.error(failure)] }
+        guard let imageID else {
+            return [.error("the engine ended the build stream without an image id or an error")]
         }
+        if let tagAfterBuild, let target = try? ImageReference(parsing: tagAfterBuild) {
+            try await engine.tagImage(imageID, repository: target.repository, tag: target.tag ?? "latest")
+        }
+        return [.result(BuildResult(imageID: imageID, reference: reference, digest: digest, cached: false))]
     }
 
     func fail(_ error: any Error) -> [BuildEvent] {
-        [.error(Runtime.streamError(error, context: "build").description)]
+        [.error(OcimanError(converting: error, context: "build").description)]
     }
 }
 
@@ -492,7 +431,7 @@ struct TarUploadForwarder: Sendable {
         do {
             chunk = try await upload.next()
         } catch {
-            throw record(Runtime.streamError(error, context: "reading the tar body"))
+            throw record(OcimanError(converting: error, context: "reading the tar body"))
         }
         let checked: Result<[UInt8]?, OcimanError> = state.inner.withLock { inner in
             do {

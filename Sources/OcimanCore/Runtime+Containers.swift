@@ -1,4 +1,3 @@
-import EngineDriver
 import Foundation
 import Synchronization
 
@@ -55,7 +54,7 @@ extension Runtime {
     /// `missing` tries the create first and pulls only when the engine reports the image absent,
     /// so a present image costs no extra call.
     private func createResolvingImage(
-        _ spec: RunSpec, reference: ImageReference, config: ContainerCreateConfig
+        _ spec: RunSpec, reference: ImageReference, config: ContainerConfig
     ) async throws(OcimanError) -> String {
         if spec.pullPolicy == .always { try await pull(reference) }
         do {
@@ -70,22 +69,15 @@ extension Runtime {
         return try await create(spec, config)
     }
 
-    private func create(_ spec: RunSpec, _ config: ContainerCreateConfig) async throws(OcimanError) -> String {
+    /// The engine words a name in use as a conflict; everything else gets the image as context.
+    private func create(_ spec: RunSpec, _ config: ContainerConfig) async throws(OcimanError) -> String {
         do {
-            return try await engine.createContainer(name: spec.name, config)
-        } catch let error as EngineError {
-            if case .engine = error, let name = spec.name,
-                (try? await engine.inspectContainer(name, libpod: kind == .podman)) != nil
-            {
-                // Podman answers a name in use with 500; Docker with 409.
-                throw .conflict("container name \"\(name)\" is already in use")
-            }
-            if case .conflict = error, let name = spec.name {
-                throw .conflict("container name \"\(name)\" is already in use: \(error.message)")
-            }
-            throw OcimanError(error, context: "creating a container from \(spec.image)")
+            return try await engine.createContainer(config)
+        } catch let failure as EngineFailure {
+            if case .conflict = failure { throw OcimanError(failure) }
+            throw OcimanError(failure, context: "creating a container from \(spec.image)")
         } catch {
-            throw OcimanError.wrap(error)
+            throw OcimanError(converting: error)
         }
     }
 
@@ -94,31 +86,27 @@ extension Runtime {
     private func start(_ id: String) async throws(OcimanError) {
         do {
             try await engine.startContainer(id)
-        } catch let error as EngineError {
-            switch error {
-            case .unavailable, .timeout, .notFound, .conflict, .protocolViolation:
-                throw OcimanError(error, context: "starting container \(id)")
-            case .badRequest, .engine, .notModified:
-                throw .invalid(field: nil, message: "the container could not start: \(error.message)")
+        } catch let failure as EngineFailure {
+            switch failure {
+            case .unavailable, .timedOut, .notFound, .conflict:
+                throw OcimanError(failure, context: "starting container \(id)")
+            case .rejected, .failed:
+                throw .invalid(field: nil, message: "the container could not start: \(failure.message)")
             }
         } catch {
-            throw .wrap(error)
+            throw OcimanError(converting: error)
         }
     }
 
     /// Pulls and reads the progress stream to its end; the engines report most failures inside it.
     private func pull(_ reference: ImageReference) async throws(OcimanError) {
         try await OcimanError.wrap("pulling \(reference)") {
-            let stream = try await engine.pullImage(
-                reference.repository, tag: reference.digest ?? reference.tag ?? "latest", timeout: .seconds(600))
-            var splitter = JSONStreamSplitter()
+            let progress = try await engine.pullImage(
+                repository: reference.repository, tag: reference.digest ?? reference.tag ?? "latest")
             var failure: String?
-            for try await chunk in stream.body {
-                for value in try splitter.feed(chunk.readableBytesView) {
-                    if let message = EngineProgressMessage.decode(value)?.failureMessage { failure = message }
-                }
+            for try await step in progress {
+                if case .failed(let message) = step { failure = message }
             }
-            try splitter.finish()
             if let failure { throw OcimanError.engineFailure("pulling \(reference): \(failure)") }
         }
     }
@@ -138,8 +126,8 @@ extension Runtime {
         }
     }
 
-    /// The engine's create body: the request plus ociman's own labels.
-    static func createConfig(for spec: RunSpec, now: Date) -> ContainerCreateConfig {
+    /// What the engine creates: the request plus ociman's own labels.
+    static func createConfig(for spec: RunSpec, now: Date) -> ContainerConfig {
         var labels = spec.labels
         labels[ManagedLabels.managed] = "true"
         labels[ManagedLabels.created] = now.formatted(.iso8601)
@@ -147,30 +135,18 @@ extension Runtime {
             labels[ManagedLabels.expiresAt] = String(Int64(now.timeIntervalSince1970.rounded(.down)) + Int64(ttl))
         }
         if let session = spec.session { labels[ManagedLabels.session] = session }
-
-        var bindings: [String: [PortBinding]] = [:]
-        for publish in spec.publish {
-            let key = "\(publish.containerPort)/\(publish.protocol.rawValue)"
-            let hostPort = publish.hostPort.flatMap { $0 == 0 ? nil : String($0) } ?? ""
-            bindings[key, default: []].append(PortBinding(hostIP: publish.hostIP ?? "", hostPort: hostPort))
-        }
-        let mounts = spec.mounts.map { mount in
-            MountConfig(
-                type: MountConfig.Kind(rawValue: mount.kind.rawValue)!, source: mount.source, target: mount.target,
-                readOnly: mount.readOnly)
-        }
-        return ContainerCreateConfig(
+        return ContainerConfig(
+            name: spec.name,
             image: spec.image,
-            cmd: spec.command.flatMap { $0.isEmpty ? nil : $0 },
+            command: spec.command.flatMap { $0.isEmpty ? nil : $0 },
             entrypoint: spec.entrypoint,
-            env: spec.env.isEmpty ? nil : spec.env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
+            environment: spec.env,
             labels: labels,
-            workingDir: spec.workdir,
+            workdir: spec.workdir,
             user: spec.user,
-            exposedPorts: bindings.isEmpty ? nil : bindings.mapValues { _ in .init() },
-            hostConfig: HostConfig(
-                portBindings: bindings.isEmpty ? nil : bindings, mounts: mounts.isEmpty ? nil : mounts,
-                autoRemove: spec.autoRemove)
+            publish: spec.publish,
+            mounts: spec.mounts,
+            autoRemove: spec.autoRemove
         )
     }
 
@@ -178,14 +154,7 @@ extension Runtime {
 
     /// By full id, unique id prefix or name.
     public func inspect(_ id: String) async throws(OcimanError) -> Container {
-        let inspect = try await OcimanError.wrap {
-            do {
-                return try await engine.inspectContainer(id, libpod: kind == .podman)
-            } catch EngineError.notFound {
-                throw OcimanError.notFound("no such container: \(id)")
-            }
-        }
-        return Self.container(from: inspect)
+        try await onContainer(id) { try await engine.inspectContainer(id) }.container
     }
 
     /// All containers, stopped ones too, that carry every label filter (`key` or `key=value`)
@@ -197,82 +166,19 @@ extension Runtime {
         } catch {
             throw OcimanError(error)
         }
-        // The engines match `name` as a regular expression anywhere in the name: anchor it
-        // (names allow only `.` of the metacharacters) and keep only exact matches.
-        let nameFilter = name.map { "^/?" + $0.replacingOccurrences(of: ".", with: "\\.") + "$" }
-        let entries = try await OcimanError.wrap {
-            try await engine.listContainers(labels: labels, nameFilter: nameFilter, libpod: kind == .podman)
-        }
-        return entries.compactMap { entry in
-            let summary = Self.summary(from: entry)
-            if let name, summary.name != name { return nil }
-            return summary
-        }
+        return try await OcimanError.wrap { try await engine.listContainers(labels: labels, name: name) }
     }
 
-    static func container(from inspect: ContainerInspect) -> Container {
-        var ports: [PublishedPort] = []
-        for (key, bindings) in inspect.networkSettings?.ports ?? [:] {
-            let parts = key.split(separator: "/")
-            guard let containerPort = parts.first.flatMap({ Int($0) }) else { continue }
-            let proto = PortProtocol(rawValue: parts.count > 1 ? String(parts[1]) : "tcp") ?? .tcp
-            for binding in bindings ?? [] {
-                guard let hostPort = binding.hostPort.flatMap({ Int($0) }), hostPort > 0 else { continue }
-                let hostIP = binding.hostIP.flatMap { $0.isEmpty ? nil : $0 } ?? "0.0.0.0"
-                ports.append(PublishedPort(containerPort: containerPort, protocol: proto, hostIP: hostIP, hostPort: hostPort))
-            }
+    /// Runs an engine call about container `id`: an unknown one is "no such container", every
+    /// other failure keeps the engine's words.
+    func onContainer<T>(_ id: String, context: String? = nil, _ call: () async throws -> T) async throws(OcimanError) -> T {
+        do {
+            return try await call()
+        } catch EngineFailure.notFound {
+            throw .notFound("no such container: \(id)")
+        } catch {
+            throw OcimanError(converting: error, context: context)
         }
-        ports.sort { ($0.containerPort, $0.protocol.rawValue, $0.hostIP) < ($1.containerPort, $1.protocol.rawValue, $1.hostIP) }
-        let settings = inspect.networkSettings
-        let ipAddress = [settings?.ipAddress].compactMap { $0 }.first { !$0.isEmpty }
-            ?? settings?.networks?.sorted { $0.key < $1.key }.compactMap(\.value.ipAddress).first { !$0.isEmpty }
-        let state = inspect.state
-        let startedAt = engineTime(state.startedAt)
-        let finishedAt = engineTime(state.finishedAt)
-        return Container(
-            id: inspect.id,
-            name: strippedName(inspect.name),
-            image: inspect.config?.image ?? "",
-            state: ContainerState(
-                status: state.status,
-                running: state.running,
-                // An exit code means something only once the container has exited.
-                exitCode: finishedAt != nil && !state.running ? state.exitCode : nil,
-                startedAt: startedAt,
-                finishedAt: finishedAt),
-            labels: inspect.config?.labels ?? [:],
-            ports: ports,
-            ipAddress: ipAddress,
-            created: inspect.created
-        )
-    }
-
-    static func summary(from entry: ContainerListEntry) -> ContainerSummary {
-        let created: String
-        switch entry.created {
-        case .unixSeconds(let seconds): created = Date(timeIntervalSince1970: Double(seconds)).formatted(.iso8601)
-        case .text(let text): created = text
-        }
-        return ContainerSummary(
-            id: entry.id,
-            name: entry.names.first.map(strippedName) ?? "",
-            image: entry.image,
-            state: ContainerState(
-                status: entry.state, running: entry.state == "running",
-                exitCode: entry.exited == true ? entry.exitCode : nil),
-            labels: entry.labels,
-            created: created)
-    }
-
-    /// Docker prefixes names with `/`.
-    static func strippedName(_ name: String) -> String {
-        name.hasPrefix("/") ? String(name.dropFirst()) : name
-    }
-
-    /// The engines report "never" as Go's zero time.
-    static func engineTime(_ text: String?) -> String? {
-        guard let text, !text.isEmpty, !text.hasPrefix("0001-01-01") else { return nil }
-        return text
     }
 
     // MARK: - Stop, kill, wait, remove
@@ -281,16 +187,10 @@ extension Runtime {
         guard timeoutSeconds >= 0 else {
             throw .invalid(field: "timeout", message: "timeout must be 0 or more seconds, not \(timeoutSeconds)")
         }
-        try await OcimanError.wrap {
-            do {
-                try await engine.stopContainer(id, timeoutSeconds: timeoutSeconds)
-            } catch EngineError.notFound {
-                throw OcimanError.notFound("no such container: \(id)")
-            }
-        }
+        try await onContainer(id) { try await engine.stopContainer(id, timeoutSeconds: timeoutSeconds) }
     }
 
-    /// 409 when the container is not running, on both engines (Podman answers 500).
+    /// 409 when the container is not running.
     public func kill(_ id: String, signal: String) async throws(OcimanError) {
         do {
             try Validation.signal(signal)
@@ -299,38 +199,27 @@ extension Runtime {
         }
         do {
             try await engine.killContainer(id, signal: signal)
-        } catch let error as EngineError {
-            switch error {
-            case .notFound: throw .notFound("no such container: \(id)")
-            case .conflict: throw .conflict("container \(id) is not running")
-            case .badRequest(let message): throw .invalid(field: "signal", message: message)
-            default:
-                if let state = try? await engine.inspectContainer(id, libpod: kind == .podman), !state.state.running {
-                    throw .conflict("container \(id) is not running")
-                }
-                throw OcimanError(error, context: "killing container \(id)")
-            }
+        } catch EngineFailure.rejected(let message) {
+            throw .invalid(field: "signal", message: message)
+        } catch EngineFailure.conflict {
+            throw .conflict("container \(id) is not running")
+        } catch EngineFailure.notFound {
+            throw .notFound("no such container: \(id)")
         } catch {
-            throw OcimanError.wrap(error)
+            throw OcimanError(converting: error, context: "killing container \(id)")
         }
     }
 
-    /// 409 when it runs and `force` is not set, on both engines (Podman answers 500).
+    /// 409 when it runs and `force` is not set.
     public func remove(_ id: String, force: Bool) async throws(OcimanError) {
         do {
             try await engine.removeContainer(id, force: force)
-        } catch let error as EngineError {
-            switch error {
-            case .notFound: throw .notFound("no such container: \(id)")
-            case .conflict: throw .conflict("container \(id) is running; stop it first or remove with force")
-            default:
-                if !force, let state = try? await engine.inspectContainer(id, libpod: kind == .podman), state.state.running {
-                    throw .conflict("container \(id) is running; stop it first or remove with force")
-                }
-                throw OcimanError(error, context: "removing container \(id)")
-            }
+        } catch EngineFailure.conflict {
+            throw .conflict("container \(id) is running; stop it first or remove with force")
+        } catch EngineFailure.notFound {
+            throw .notFound("no such container: \(id)")
         } catch {
-            throw OcimanError.wrap(error)
+            throw OcimanError(converting: error, context: "removing container \(id)")
         }
     }
 
@@ -340,39 +229,15 @@ extension Runtime {
             throw .invalid(field: "timeout", message: "timeout must be at least 1 second, not \(timeoutSeconds)")
         }
         let engine = self.engine
-        let podman = kind == .podman
-        let code = try await OcimanError.wrap {
+        let code = try await onContainer(id) {
             try await Self.withDeadline(timeoutSeconds.map { .seconds($0) }) {
-                do {
-                    return try await Self.engineWait(engine, id, condition, podman: podman)
-                } catch EngineError.notFound {
-                    throw OcimanError.notFound("no such container: \(id)")
-                }
+                try await engine.waitContainer(id, until: condition)
             }
         }
         guard let code else {
             throw .timedOut("container \(id) did not reach \(condition.rawValue) within \(timeoutSeconds ?? 0) s", containerID: id)
         }
         return code
-    }
-
-    /// Podman's compat wait polls every 250 ms, so `not-running` uses its own wait (SPEC §9).
-    /// Its own wait has no `next-exit` (an exited container answers at once) nor `removed`
-    /// (Podman 4.3 rejects it): those stay on the compat endpoint, which on Podman reports 0
-    /// for `removed`, so the exit code of an already exited container is read first.
-    static func engineWait(
-        _ engine: EngineClient, _ id: String, _ condition: ContainerWaitCondition, podman: Bool
-    ) async throws -> Int {
-        switch (condition, podman) {
-        case (.notRunning, true):
-            return try await engine.waitContainerStoppedLibpod(id)
-        case (.removed, true):
-            let before = try await engine.inspectContainer(id, libpod: true)
-            let code = try await engine.waitContainer(id, condition: .removed)
-            return before.state.running || engineTime(before.state.finishedAt) == nil ? code : before.state.exitCode ?? code
-        default:
-            return try await engine.waitContainer(id, condition: WaitCondition(rawValue: condition.rawValue)!)
-        }
     }
 
     /// Runs `operation`; nil when `timeout` passes first (the operation is then cancelled).
@@ -407,24 +272,17 @@ extension Runtime {
                 message: "a change must be a Dockerfile instruction with an argument: one of \(Self.commitInstructions.sorted().joined(separator: ", "))")
         }
         let tag = parsed.tag ?? "latest"
-        let engine = self.engine
-        let imageID = try await OcimanError.wrap {
-            let container: ContainerInspect
-            do {
-                container = try await engine.inspectContainer(id, libpod: kind == .podman)
-            } catch EngineError.notFound {
-                throw OcimanError.notFound("no such container: \(id)")
-            }
-            let inherited = [ManagedLabels.expiresAt, ManagedLabels.session].filter {
-                container.config?.labels?[$0] != nil
-            }
-            let blanked = inherited.isEmpty ? [] : ["LABEL " + inherited.map { "\($0)=\"\"" }.joined(separator: " ")]
-            do {
-                return try await engine.commitContainer(
-                    container.id, repository: parsed.repository, tag: tag, pause: pause, changes: changes + blanked)
-            } catch EngineError.badRequest(let message) {
-                throw OcimanError.invalid(field: "changes", message: message)
-            }
+        let container = try await inspect(id)
+        let inherited = [ManagedLabels.expiresAt, ManagedLabels.session].filter { container.labels[$0] != nil }
+        let blanked = inherited.isEmpty ? [] : ["LABEL " + inherited.map { "\($0)=\"\"" }.joined(separator: " ")]
+        let imageID: String
+        do {
+            imageID = try await engine.commitContainer(
+                container.id, repository: parsed.repository, tag: tag, pause: pause, changes: changes + blanked)
+        } catch EngineFailure.rejected(let message) {
+            throw .invalid(field: "changes", message: message)
+        } catch {
+            throw OcimanError(converting: error)
         }
         let normalized = imageID.hasPrefix("sha256:") ? imageID : "sha256:" + imageID
         return CommitResult(imageID: normalized, reference: "\(parsed.repository):\(tag)")
@@ -440,18 +298,5 @@ extension Runtime {
         let parts = change.trimmingCharacters(in: .whitespaces).split(
             maxSplits: 1, omittingEmptySubsequences: true, whereSeparator: { $0 == " " || $0 == "\t" })
         return parts.count == 2 && commitInstructions.contains(parts[0].uppercased())
-    }
-}
-
-extension OcimanError {
-    /// `wrap` for an error already caught.
-    static func wrap(_ error: any Error) -> OcimanError {
-        switch error {
-        case let error as OcimanError: error
-        case let error as EngineError: OcimanError(error)
-        case let error as ValidationError: OcimanError(error)
-        case is CancellationError: .unavailable("the request was cancelled")
-        default: .engineFailure("\(error)")
-        }
     }
 }

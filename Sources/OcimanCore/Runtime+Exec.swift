@@ -1,5 +1,4 @@
 import PulledStreams
-import EngineDriver
 import Foundation
 import Synchronization
 
@@ -95,7 +94,7 @@ extension Runtime {
             }
             throw OcimanError.engineFailure("the exec in container \(id) ended without an exit code")
         } catch {
-            throw Self.streamError(error, context: "exec in container \(id)")
+            throw OcimanError(converting: error, context: "exec in container \(id)")
         }
     }
 
@@ -110,12 +109,12 @@ extension Runtime {
         try Self.validate(options)
         let execID = try await createExec(in: id, options)
         let output = try await OcimanError.wrap("exec in container \(id)") {
-            try await engine.attachExec(execID, stdin: options.stdin?.chunks)
+            try await engine.startExec(execID, stdin: options.stdin?.chunks)
         }
         let session = ExecSession(runtime: self, execID: execID)
         if let seconds = options.timeoutSeconds { session.endAfter(seconds: seconds, closing: output.close) }
         return .decoding(
-            output.frames,
+            output.output,
             with: ExecEventDecoder(
                 session: session, containerID: id, hasStdin: options.stdin != nil, timeoutSeconds: options.timeoutSeconds))
     }
@@ -146,41 +145,23 @@ extension Runtime {
         }
     }
 
-    /// Creates the exec session; both engines' answers for an unknown or stopped container
-    /// become the same 404 and 409.
+    /// Creates the exec session: 404 for an unknown container, 409 for one that is not running.
     private func createExec(in id: String, _ options: ExecOptions) async throws(OcimanError) -> String {
-        let config = ExecCreateConfig(
-            cmd: options.command,
-            env: options.environment.isEmpty ? nil : options.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
-            user: options.user,
-            workingDir: options.workdir,
-            attachStdin: options.stdin != nil
-        )
         do {
-            return try await engine.createExec(container: id, config)
-        } catch let error as EngineError {
-            switch error {
-            case .notFound:
-                throw .notFound("no such container: \(id)")
-            case .unavailable, .timeout:
-                throw OcimanError(error, context: "exec in container \(id)")
-            default:
-                // Docker answers 409 for a stopped container, Podman 500 "container state improper":
-                // the container's state tells them apart from other failures.
-                if let state = try? await engine.containerProcessState(id), !state.running {
-                    throw .conflict("container \(id) is not running")
-                }
-                throw OcimanError(error, context: "exec in container \(id)")
-            }
+            return try await engine.createExec(in: id, options)
+        } catch EngineFailure.notFound {
+            throw .notFound("no such container: \(id)")
+        } catch EngineFailure.conflict {
+            throw .conflict("container \(id) is not running")
         } catch {
-            throw .engineFailure("exec in container \(id): \(error)")
+            throw OcimanError(converting: error, context: "exec in container \(id)")
         }
     }
 
     /// The exit code once the engine reports the process ended. The output usually closes
     /// after the code is recorded; if not yet, ask again with a short, growing pause;
     /// nil when it still runs after `limit`.
-    static func exitCode(of execID: String, engine: EngineClient, within limit: Duration? = nil) async throws
+    static func exitCode(of execID: String, engine: any ContainerEngine, within limit: Duration? = nil) async throws
         -> Int?
     {
         let deadline = limit.map { ContinuousClock.now.advanced(by: $0) }
@@ -217,7 +198,7 @@ extension Runtime {
     func endExec(_ execID: String) async {
         defer { execLedger.closed(execID) }
         guard let inspect = try? await engine.inspectExec(execID), inspect.running,
-            let pid = inspect.pid, pid > 0, let container = inspect.containerID
+            let pid = inspect.processID, pid > 0, let container = inspect.containerID
         else { return }
         switch HostProcessTree.kill(root: Int32(clamping: pid), cgroupMention: container) {
         case .killed(let count):
@@ -267,7 +248,7 @@ final class ExecSession: Sendable {
         let lookup = Task { [weak self, runtime, execID] in
             guard (try? await Task.sleep(for: Self.lookupDelay)) != nil,
                 let inspect = try? await runtime.engine.inspectExec(execID), inspect.running,
-                let pid = inspect.pid, let container = inspect.containerID,
+                let pid = inspect.processID, let container = inspect.containerID,
                 let process = HostProcess(pid: Int32(clamping: pid), container: container)
             else { return }
             self?.hostProcess.withLock { $0 = process }
@@ -305,15 +286,15 @@ final class ExecSession: Sendable {
     }
 }
 
-/// Output frames to exec events, ending with the exit code the engine records.
+/// Output chunks to exec events, ending with the exit code the engine records.
 struct ExecEventDecoder: PullDecoder {
     let session: ExecSession
     let containerID: String
     let hasStdin: Bool
     let timeoutSeconds: Int?
 
-    func feed(_ frame: Frame) -> [ExecEvent] {
-        [.output(frame.stream == .stderr ? .stderr : .stdout, frame.payload)]
+    func feed(_ chunk: OutputChunk) -> [ExecEvent] {
+        [.output(chunk.stream, chunk.bytes)]
     }
 
     func finish() async throws -> [ExecEvent] {
@@ -327,16 +308,16 @@ struct ExecEventDecoder: PullDecoder {
 
     func fail(_ error: any Error) async throws -> [ExecEvent] {
         if let failure = timeoutFailure { throw failure }
-        // A process that exits without reading all its stdin leaves bytes unread on Podman's
-        // side, so its close resets the connection after the last output (and Podman may record
-        // the exit a moment later).
-        if hasStdin, case EngineError.unavailable = error,
+        // A process that exits without reading all its stdin leaves bytes unread on the
+        // engine's side, whose close may then reset the connection after the last output (Podman
+        // does, and records the exit a moment later): the exit code still counts.
+        if hasStdin, case EngineFailure.unavailable = error,
             let code = try? await Runtime.exitCode(of: session.execID, engine: session.runtime.engine, within: .seconds(2))
         {
             session.markExited()
             return [.exit(code: code)]
         }
-        throw Runtime.streamError(error, context: "exec in container \(containerID)")
+        throw OcimanError(converting: error, context: "exec in container \(containerID)")
     }
 
     private var timeoutFailure: OcimanError? {

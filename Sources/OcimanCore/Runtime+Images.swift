@@ -1,7 +1,4 @@
 import PulledStreams
-import EngineDriver
-import NIOCore
-import Glibc
 
 /// An image as `GET /images` and `GET /images/{reference}` describe it.
 public struct ImageInfo: Sendable, Equatable {
@@ -12,6 +9,14 @@ public struct ImageInfo: Sendable, Equatable {
     /// RFC 3339.
     public var created: String
     public var size: Int64
+
+    public init(id: String, references: [String], labels: [String: String], created: String, size: Int64) {
+        self.id = id
+        self.references = references
+        self.labels = labels
+        self.created = created
+        self.size = size
+    }
 }
 
 /// One event of a pull or push stream; exactly one `result` or `error` ends it.
@@ -66,24 +71,14 @@ extension Runtime {
     /// `localhost/busybox`). A tag or digest in `name` must match too.
     public func listImages(name: String? = nil) async throws(OcimanError) -> [ImageInfo] {
         let filter = try name.map { text throws(OcimanError) in try BuildOptions.reference(text, field: "name") }
-        let summaries = try await OcimanError.wrap("listing images") { try await engine.listImages() }
-        return summaries.compactMap { summary in
-            let references = Self.references(summary.repoTags)
-            if let filter {
-                guard references.contains(where: { Self.matches(filter, $0) }) else { return nil }
-            }
-            return ImageInfo(
-                id: summary.id, references: references, labels: summary.labels ?? [:],
-                created: Self.rfc3339(unixSeconds: summary.created ?? 0), size: summary.size ?? 0)
-        }
+        let images = try await OcimanError.wrap("listing images") { try await engine.listImages() }
+        guard let filter else { return images }
+        return images.filter { image in image.references.contains { Self.matches(filter, $0) } }
     }
 
     public func inspectImage(_ reference: String) async throws(OcimanError) -> ImageInfo {
         _ = try BuildOptions.reference(reference, field: "reference")
-        let image = try await OcimanError.wrap("image \(reference)") { try await engine.inspectImage(reference) }
-        return ImageInfo(
-            id: image.id, references: Self.references(image.repoTags), labels: image.config?.labels ?? [:],
-            created: image.created ?? "", size: image.size ?? 0)
+        return try await OcimanError.wrap("image \(reference)") { try await engine.inspectImage(reference) }
     }
 
     public func imageExists(_ reference: String) async throws(OcimanError) -> Bool {
@@ -120,7 +115,7 @@ extension Runtime {
         let tag = parsed.digest ?? parsed.tag ?? "latest"
         let pulled = parsed.digest.map { "\(parsed.repository)@\($0)" } ?? "\(parsed.repository):\(tag)"
         return try await transfer(pulled, operation: "pulling") { [engine] in
-            try await engine.pullImage(parsed.repository, tag: tag, timeout: Self.transferResponseTimeout)
+            try await engine.pullImage(repository: parsed.repository, tag: tag)
         } result: { [engine] digest in
             let image = try? await engine.inspectImage(pulled)
             return .result(reference: pulled, imageID: image?.id, digest: digest)
@@ -140,42 +135,37 @@ extension Runtime {
             throw .notFound("no image \(pushed) to push")
         }
         return try await transfer(pushed, operation: "pushing") { [engine] in
-            try await engine.pushImage(parsed.repository, tag: tag, timeout: Self.transferResponseTimeout)
+            try await engine.pushImage(repository: parsed.repository, tag: tag)
         } result: { digest in
             .result(reference: pushed, imageID: image.id, digest: digest)
         }
     }
 
-    /// Pulls wait for the registry before the engine answers; Docker retries unreachable
-    /// registries for over a minute.
-    static let transferResponseTimeout: Duration = .seconds(600)
-
     private func transfer(
         _ reference: String,
         operation: String,
-        start: @escaping @Sendable () async throws -> EngineStream,
+        start: @escaping @Sendable () async throws -> AsyncThrowingStream<TransferProgress, any Error>,
         result: @escaping @Sendable (_ digest: String?) async -> ImageTransferEvent
     ) async throws(OcimanError) -> AsyncThrowingStream<ImageTransferEvent, any Error> {
-        let response: EngineStream
+        let progress: AsyncThrowingStream<TransferProgress, any Error>
         do {
-            response = try await start()
-        } catch let error as EngineError {
-            switch error {
-            case .unavailable, .timeout:
-                throw OcimanError(error, context: "\(operation) \(reference)")
+            progress = try await start()
+        } catch let failure as EngineFailure {
+            switch failure {
+            case .unavailable, .timedOut:
+                throw OcimanError(failure, context: "\(operation) \(reference)")
             case .notFound(let message):
                 return Self.single(.error(message, code: .notFound))
-            case .engine(let status, let message):
+            case .failed(let status, let message):
                 return Self.single(.error(message, code: RegistryErrorCode.classify(status: status, message: message)))
-            default:
-                return Self.single(.error(error.message, code: RegistryErrorCode.classify(status: nil, message: error.message)))
+            case .conflict(let message), .rejected(let message):
+                return Self.single(.error(message, code: RegistryErrorCode.classify(status: nil, message: message)))
             }
         } catch {
-            throw Self.streamError(error, context: "\(operation) \(reference)")
+            throw OcimanError(converting: error, context: "\(operation) \(reference)")
         }
 
-        return .decoding(
-            response.body, with: TransferEventDecoder(context: "\(operation) \(reference)", result: result))
+        return .decoding(progress, with: TransferEventDecoder(context: "\(operation) \(reference)", result: result))
     }
 
     static func single(_ event: ImageTransferEvent) -> AsyncThrowingStream<ImageTransferEvent, any Error> {
@@ -187,11 +177,6 @@ extension Runtime {
 
     // MARK: - Helpers
 
-    /// Docker lists an untagged image as `<none>:<none>`.
-    static func references(_ tags: [String]?) -> [String] {
-        (tags ?? []).filter { $0 != "<none>:<none>" && !$0.hasPrefix("<none>") }
-    }
-
     static func matches(_ filter: ImageReference, _ candidate: String) -> Bool {
         guard filter.matchesRepository(candidate), let parsed = try? ImageReference(parsing: candidate) else {
             return false
@@ -200,22 +185,12 @@ extension Runtime {
         if let digest = filter.digest, parsed.digest != digest { return false }
         return true
     }
-
-    static func rfc3339(unixSeconds: Int64) -> String {
-        var time = time_t(unixSeconds)
-        var parts = tm()
-        gmtime_r(&time, &parts)
-        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
-        return "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T"
-            + "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))Z"
-    }
 }
 
-/// A pull's or push's progress stream to events, ending with the result or the registry's error.
+/// A pull's or push's progress to events, ending with the result or the registry's error.
 struct TransferEventDecoder: PullDecoder {
     let context: String
     let result: @Sendable (_ digest: String?) async -> ImageTransferEvent
-    private var splitter = JSONStreamSplitter()
     private var failure: String?
     private var digest: String?
 
@@ -224,31 +199,21 @@ struct TransferEventDecoder: PullDecoder {
         self.result = result
     }
 
-    mutating func feed(_ chunk: ByteBuffer) throws -> [ImageTransferEvent] {
-        var events: [ImageTransferEvent] = []
-        for value in try splitter.feed(chunk.readableBytesView) {
-            guard let message = EngineProgressMessage.decode(value) else { continue }
-            if let failed = message.failureMessage {
-                failure = failed.trimmingWhitespace
-                continue
-            }
-            if let found = message.aux?.digest { digest = found }
-            guard let status = message.status ?? message.stream?.trimmingWhitespace, !status.isEmpty else { continue }
-            // Docker ends a pull with "Digest: sha256:…".
-            if status.hasPrefix("Digest: ") { digest = String(status.dropFirst("Digest: ".count)) }
-            events.append(
-                .status(status, id: message.id, current: message.progressDetail?.current, total: message.progressDetail?.total))
+    mutating func feed(_ progress: TransferProgress) -> [ImageTransferEvent] {
+        switch progress {
+        case .status(let text, let id, let current, let total): return [.status(text, id: id, current: current, total: total)]
+        case .digest(let found): digest = found
+        case .failed(let message): failure = message
         }
-        return events
+        return []
     }
 
-    mutating func finish() async throws -> [ImageTransferEvent] {
-        try splitter.finish()
+    func finish() async throws -> [ImageTransferEvent] {
         if let failure { return [.error(failure, code: RegistryErrorCode.classify(status: nil, message: failure))] }
         return [await result(digest)]
     }
 
     func fail(_ error: any Error) -> [ImageTransferEvent] {
-        [.error(Runtime.streamError(error, context: context).description, code: nil)]
+        [.error(OcimanError(converting: error, context: context).description, code: nil)]
     }
 }

@@ -1,4 +1,3 @@
-import EngineDriver
 import Synchronization
 
 /// Readiness waits for a container that was just started (`POST /containers` `wait`).
@@ -56,13 +55,11 @@ extension Runtime {
 
         var probeTarget: TCPTarget?
         if let port = wait.tcpPort {
-            let inspect = try await OcimanError.wrap("container \(id)") {
-                try await engine.inspectContainer(id, libpod: kind == .podman)
-            }
-            if let target = Self.probeTarget(for: port, in: Self.container(from: inspect).ports) {
+            let inspected = try await OcimanError.wrap("container \(id)") { try await engine.inspectContainer(id) }
+            if let target = Self.probeTarget(for: port, in: inspected.container.ports) {
                 probeTarget = TCPTarget(
-                    host: target.host, hostPort: target.port, containerPort: port, pid: inspect.state.pid ?? 0)
-            } else if inspect.state.running {
+                    host: target.host, hostPort: target.port, containerPort: port, pid: inspected.processID)
+            } else if inspected.container.state.running {
                 throw .engineFailure("the engine reports no host port for container port \(port)/tcp of \(id)")
             }
             // Otherwise it already stopped (Docker then reports no ports): the stop watcher answers.
@@ -198,7 +195,7 @@ extension Runtime {
 
     private func watchStop(_ id: String, events: AsyncStream<ReadinessEvent>.Continuation) async {
         do {
-            _ = try await Self.engineWait(engine, id, .notRunning, podman: kind == .podman)
+            _ = try await engine.waitContainer(id, until: .notRunning)
         } catch {
             // An auto-removed container is gone (404): it stopped. Cancellation ends the wait.
             if Task.isCancelled { return }

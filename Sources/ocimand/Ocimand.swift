@@ -1,4 +1,5 @@
 import ArgumentParser
+import EngineAdapters
 import EngineDriver
 import Foundation
 import Logging
@@ -107,9 +108,8 @@ struct Ocimand: AsyncParsableCommand {
         case .privatePodmanService: socketPath = podmanService!.socketPath
         }
         let runtime = Runtime(
-            kind: selection.kind,
-            socketPath: socketPath,
-            engineTimeout: .seconds(settings.engineTimeoutSeconds),
+            engine: Engines.adapter(
+                for: selection.kind, socketPath: socketPath, timeout: .seconds(settings.engineTimeoutSeconds)),
             contextRoots: settings.contextRoots,
             sessions: sessions,
             execLedger: execLedger,

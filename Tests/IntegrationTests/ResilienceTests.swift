@@ -1,3 +1,4 @@
+import EngineAdapters
 import EngineDriver
 import Foundation
 import OcimanCore

@@ -1,6 +1,7 @@
+import OcimanCore
 import Testing
 
-@testable import OcimanCore
+@testable import EngineAdapters
 
 /// SPEC §3 as a table: environment, config file and which sockets answer → selection or error text.
 @Suite("Backend selection")

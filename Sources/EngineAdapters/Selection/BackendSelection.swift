@@ -1,10 +1,5 @@
 import Foundation
-
-/// The two engines ociman drives.
-public enum BackendKind: String, Sendable, CaseIterable {
-    case docker
-    case podman
-}
+import OcimanCore
 
 /// Where ocimand will talk to its engine, decided at startup (SPEC §3).
 public struct BackendSelection: Sendable, Equatable {

@@ -1,0 +1,117 @@
+import EngineDriver
+import OcimanCore
+
+/// Podman through its Docker-compatible API plus its own (libpod) where that is faster or
+/// says more: inspect, list, wait and `/info`. Podman answers many refusals with 500 where
+/// Docker answers 409, so those are told apart here by the container's state.
+final class PodmanEngine: CompatibleEngine {
+    let client: EngineClient
+    let kind = BackendKind.podman
+    let speaksLibpod = true
+    let bridgeNetwork = "podman"
+    let version = EngineVersionCache()
+
+    init(client: EngineClient) {
+        self.client = client
+    }
+
+    /// Podman's own `/info` says whether it runs rootless.
+    func isRootless() async throws -> Bool {
+        try await client.libpodRootless()
+    }
+
+    /// A name in use is a 500 on Podman: the name answering an inspect tells.
+    func createContainer(_ config: ContainerConfig) async throws -> String {
+        do {
+            return try await createCompatContainer(config)
+        } catch EngineFailure.failed(let status, let message) {
+            if let name = config.name, (try? await client.inspectContainer(name, libpod: true)) != nil {
+                throw EngineFailure.conflict("container name \"\(name)\" is already in use")
+            }
+            throw EngineFailure.failed(status: status, message: message)
+        }
+    }
+
+    func inspectContainer(_ id: String) async throws -> InspectedContainer {
+        ContainerMapping.inspected(try await classified { try await client.inspectContainer(id, libpod: true) })
+    }
+
+    func listContainers(labels: [String], name: String?) async throws -> [ContainerSummary] {
+        let entries = try await classified {
+            try await client.listContainers(labels: labels, nameFilter: ContainerMapping.nameFilter(name), libpod: true)
+        }
+        return ContainerMapping.summaries(entries, named: name)
+    }
+
+    /// A stopped container is a 500 on Podman.
+    func killContainer(_ id: String, signal: String) async throws {
+        try await refusingByState(id, when: { !$0 }, "container \(id) is not running") {
+            try await client.killContainer(id, signal: signal)
+        }
+    }
+
+    /// A running container without `force` is a 500 on Podman.
+    func removeContainer(_ id: String, force: Bool) async throws {
+        try await refusingByState(id, when: { $0 && !force }, "container \(id) is running") {
+            try await client.removeContainer(id, force: force)
+        }
+    }
+
+    /// The compat wait polls every 250 ms, so `not-running` uses Podman's own wait (SPEC §9).
+    /// That has no `next-exit` (an exited container answers at once) nor `removed` (Podman
+    /// 4.3 rejects it): those stay on the compat wait, which on Podman reports 0 for
+    /// `removed`, so the exit code of an already exited container is read first.
+    func waitContainer(_ id: String, until condition: ContainerWaitCondition) async throws -> Int {
+        try await classified {
+            switch condition {
+            case .notRunning:
+                return try await client.waitContainerStoppedLibpod(id)
+            case .nextExit:
+                return try await client.waitContainer(id, condition: .nextExit)
+            case .removed:
+                let before = try await client.inspectContainer(id, libpod: true)
+                let code = try await client.waitContainer(id, condition: .removed)
+                let exited = !before.state.running && ContainerMapping.engineTime(before.state.finishedAt) != nil
+                return exited ? before.state.exitCode ?? code : code
+            }
+        }
+    }
+
+    /// Podman does not pause by default; the request's choice is sent as given.
+    func commitContainer(_ id: String, repository: String, tag: String, pause: Bool, changes: [String]) async throws
+        -> String
+    {
+        try await classified {
+            try await client.commitContainer(
+                id, repository: repository, tag: tag, pause: pause, changes: changes, emptyConfig: true)
+        }
+    }
+
+    /// A stopped container is a 500 ("container state improper") on Podman.
+    func createExec(in container: String, _ options: ExecOptions) async throws -> String {
+        try await refusingByState(container, when: { !$0 }, "container \(container) is not running") {
+            try await createCompatExec(in: container, options)
+        }
+    }
+
+    /// Runs `call`; when it fails for a reason other than an unknown container or an
+    /// unreachable engine and the container's running state is `refused`, the failure is the
+    /// conflict `message` instead.
+    private func refusingByState<T>(
+        _ id: String, when refused: (_ running: Bool) -> Bool, _ message: String, _ call: () async throws -> T
+    ) async throws -> T {
+        do {
+            return try await classified(call)
+        } catch let failure as EngineFailure {
+            switch failure {
+            case .notFound, .unavailable, .timedOut, .conflict, .rejected:
+                throw failure
+            case .failed:
+                if let state = try? await client.inspectContainer(id, libpod: true), refused(state.state.running) {
+                    throw EngineFailure.conflict(message)
+                }
+                throw failure
+            }
+        }
+    }
+}
