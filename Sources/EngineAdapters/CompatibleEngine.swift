@@ -146,13 +146,20 @@ extension CompatibleEngine {
     func buildImage(_ request: ImageBuildRequest, context: AsyncThrowingStream<[UInt8], any Error>) async throws
         -> AsyncThrowingStream<BuildProgress, any Error>
     {
+        .decoding(try await compatBuild(request, context: context).body, with: BuildProgressDecoder())
+    }
+
+    /// Starts a build on the compat `/build`; `cgroupParent` places its steps' processes.
+    func compatBuild(
+        _ request: ImageBuildRequest, context: AsyncThrowingStream<[UInt8], any Error>, cgroupParent: String? = nil
+    ) async throws -> EngineStream {
         let options = EngineBuildOptions(
             tags: request.tags, dockerfile: request.dockerfile, buildArguments: request.buildArguments,
-            labels: request.labels, target: request.target, noCache: request.noCache, pull: request.pull)
-        let response = try await classified {
+            labels: request.labels, target: request.target, noCache: request.noCache, pull: request.pull,
+            cgroupParent: cgroupParent)
+        return try await classified {
             try await client.build(options, context: context, timeout: buildResponseTimeout)
         }
-        return .decoding(response.body, with: BuildProgressDecoder())
     }
 
     func pullImage(repository: String, tag: String) async throws -> AsyncThrowingStream<TransferProgress, any Error> {

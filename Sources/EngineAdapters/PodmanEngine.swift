@@ -1,5 +1,8 @@
 import EngineDriver
+import NIOCore
 import OcimanCore
+import PulledStreams
+import Synchronization
 
 /// Podman through its Docker-compatible API plus its own (libpod) where that is faster or
 /// says more: inspect, list, wait and `/info`. Podman answers many refusals with 500 where
@@ -10,9 +13,29 @@ final class PodmanEngine: CompatibleEngine {
     let speaksLibpod = true
     let bridgeNetwork = "podman"
     let version = EngineVersionCache()
+    let buildLedger: ProcessLedger
 
-    init(client: EngineClient) {
+    /// Ends the build steps an earlier ocimand left running (see `buildImage`).
+    init(client: EngineClient, buildLedger: ProcessLedger = ProcessLedger()) {
         self.client = client
+        self.buildLedger = buildLedger
+        for id in buildLedger.leftovers() {
+            HostProcessTree.killCgroup(BuildCgroup.path(id))
+            buildLedger.closed(id)
+        }
+    }
+
+    /// Podman keeps running a build step (`RUN sleep 30`) after the build's client has gone:
+    /// the request is cancelled, the step is not. So each build runs its steps in a cgroup of
+    /// its own (`cgroupparent`), whose processes are killed when the build's stream is dropped
+    /// before its end, on SIGTERM, and after a crash on the next start. Podman then fails the
+    /// build and removes its working container.
+    func buildImage(_ request: ImageBuildRequest, context: AsyncThrowingStream<[UInt8], any Error>) async throws
+        -> AsyncThrowingStream<BuildProgress, any Error>
+    {
+        let cgroup = BuildCgroup(ledger: buildLedger)
+        let response = try await compatBuild(request, context: context, cgroupParent: cgroup.path)
+        return .decoding(response.body, with: GuardedBuildProgress(cgroup: cgroup))
     }
 
     /// Podman's own `/info` says whether it runs rootless.
@@ -114,4 +137,43 @@ final class PodmanEngine: CompatibleEngine {
             }
         }
     }
+}
+
+/// The cgroup one Podman build's steps run in, for as long as its progress is read.
+final class BuildCgroup: Sendable {
+    let id: String
+    let ledger: ProcessLedger
+    private let ended = Atomic<Bool>(false)
+
+    init(ledger: ProcessLedger) {
+        id = (0..<16).map { _ in String(UInt8.random(in: 0...15), radix: 16) }.joined()
+        self.ledger = ledger
+        ledger.opened(id)
+    }
+
+    var path: String { Self.path(id) }
+    static func path(_ id: String) -> String { "/ociman-build-\(id)" }
+
+    /// The engine has answered the whole build: nothing of it runs any more.
+    func markEnded() { ended.store(true, ordering: .releasing) }
+
+    deinit {
+        if !ended.load(ordering: .acquiring) { HostProcessTree.killCgroup(path) }
+        ledger.closed(id)
+    }
+}
+
+/// Build progress, keeping the build's cgroup alive exactly as long as it is read.
+struct GuardedBuildProgress: PullDecoder {
+    let cgroup: BuildCgroup
+    var decoder = BuildProgressDecoder()
+
+    mutating func feed(_ chunk: ByteBuffer) throws -> [BuildProgress] { try decoder.feed(chunk) }
+
+    mutating func finish() throws -> [BuildProgress] {
+        cgroup.markEnded()
+        return try decoder.finish()
+    }
+
+    func fail(_ error: any Error) throws -> [BuildProgress] { try decoder.fail(error) }
 }

@@ -8,10 +8,13 @@ public struct EngineBuildOptions: Sendable, Equatable {
     public var target: String?
     public var noCache: Bool
     public var pull: Bool
+    /// The cgroup the build's step containers run under.
+    public var cgroupParent: String?
 
     public init(
         tags: [String] = [], dockerfile: String? = nil, buildArguments: [String: String] = [:],
-        labels: [String: String] = [:], target: String? = nil, noCache: Bool = false, pull: Bool = false
+        labels: [String: String] = [:], target: String? = nil, noCache: Bool = false, pull: Bool = false,
+        cgroupParent: String? = nil
     ) {
         self.tags = tags
         self.dockerfile = dockerfile
@@ -20,6 +23,7 @@ public struct EngineBuildOptions: Sendable, Equatable {
         self.target = target
         self.noCache = noCache
         self.pull = pull
+        self.cgroupParent = cgroupParent
     }
 
     /// `rm` and `forcerm` are always on: intermediate containers go away after a failed step
@@ -37,6 +41,7 @@ public struct EngineBuildOptions: Sendable, Equatable {
             if let target { query.append(("target", target)) }
             if noCache { query.append(("nocache", "1")) }
             if pull { query.append(("pull", "1")) }
+            if let cgroupParent { query.append(("cgroupparent", cgroupParent)) }
             query.append(("rm", "1"))
             query.append(("forcerm", "1"))
             return query

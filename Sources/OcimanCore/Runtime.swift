@@ -11,13 +11,13 @@ public final class Runtime: Sendable {
     /// Session leases (`/sessions`); the reaper and `POST /containers` consult them.
     public let sessions: SessionStore
     /// Exec processes started and not yet over, so that they can be ended when nobody reads them.
-    public let execLedger: ExecLedger
+    public let execLedger: ProcessLedger
 
     public init(
         engine: any ContainerEngine,
         contextRoots: [String] = [],
         sessions: SessionStore = SessionStore(),
-        execLedger: ExecLedger = ExecLedger(),
+        execLedger: ProcessLedger = ProcessLedger(),
         logger: Logger
     ) {
         self.engine = engine

@@ -93,10 +93,12 @@ struct Ocimand: AsyncParsableCommand {
         let logger = Logger(label: "ocimand")
         signal(SIGPIPE, SIG_IGN)
         let sessions: SessionStore
-        let execLedger: ExecLedger
+        let execLedger: ProcessLedger
+        let buildLedger: ProcessLedger
         do {
             sessions = try SessionStore(directory: settings.stateDirectory)
-            execLedger = try ExecLedger(directory: settings.stateDirectory + "/execs")
+            execLedger = try ProcessLedger(directory: settings.stateDirectory + "/execs")
+            buildLedger = try ProcessLedger(directory: settings.stateDirectory + "/builds")
         } catch {
             throw Failure("cannot use the state directory \(settings.stateDirectory): \(error)")
         }
@@ -109,7 +111,8 @@ struct Ocimand: AsyncParsableCommand {
         }
         let runtime = Runtime(
             engine: Engines.adapter(
-                for: selection.kind, socketPath: socketPath, timeout: .seconds(settings.engineTimeoutSeconds)),
+                for: selection.kind, socketPath: socketPath, timeout: .seconds(settings.engineTimeoutSeconds),
+                buildLedger: buildLedger),
             contextRoots: settings.contextRoots,
             sessions: sessions,
             execLedger: execLedger,

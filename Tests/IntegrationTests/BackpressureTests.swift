@@ -170,15 +170,15 @@ func ndjsonLines(_ body: [UInt8]) throws -> [[String: Any]] {
 
 
 /// PIDs of host processes with this command name (and, if given, this argument) whose cgroup
-/// names the container: read from /proc, since a busy engine answers `top` slowly.
-func hostProcesses(named name: String, inContainer id: String, argument: String? = nil) -> [Int32] {
+/// names the container (if given): read from /proc, since a busy engine answers `top` slowly.
+func hostProcesses(named name: String, inContainer id: String? = nil, argument: String? = nil) -> [Int32] {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     return entries.compactMap { entry -> Int32? in
         guard let pid = Int32(entry),
             let comm = try? String(contentsOfFile: "/proc/\(entry)/comm", encoding: .utf8),
             comm.trimmingCharacters(in: .whitespacesAndNewlines) == name,
             let cgroup = try? String(contentsOfFile: "/proc/\(entry)/cgroup", encoding: .utf8),
-            cgroup.contains(id)
+            id.map({ cgroup.contains($0) }) ?? true
         else { return nil }
         if let argument {
             let arguments = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(entry)/cmdline"))) ?? Data()

@@ -210,7 +210,7 @@ extension ImagesAndBuilds {
                     let before = try await fixture.buildContainers()
                     let connection = try await HTTPTestConnection.connect(host: server.host, port: server.port)
                     let body = try JSONSerialization.data(withJSONObject: [
-                        "context": ["instructions": "FROM \(TestEngines.baseImage)\nRUN echo \(marker); sleep 6; echo never\n"],
+                        "context": ["instructions": "FROM \(TestEngines.baseImage)\nRUN echo \(marker); sleep 47; echo never\n"],
                         "tag": tag, "labels": fixture.labels, "no_cache": true,
                     ])
                     try await connection.send(
@@ -222,9 +222,12 @@ extension ImagesAndBuilds {
                     }
                     #expect(seen.contains("\"line\":\"\(marker)\""))
                     #expect(!(try await fixture.buildContainers().subtracting(before).isEmpty), "the RUN step runs in a container")
+                    #expect(!hostProcesses(named: "sleep", argument: "47").isEmpty, "the step runs")
                     await connection.close()
-                    // Docker kills the step at once; Podman (buildah) lets the running step finish,
-                    // then stops before the next one. Either way nothing may remain.
+                    // Docker kills the step itself; Podman (buildah) would let the running step
+                    // finish, so ocimand kills the processes of the build's own cgroup.
+                    let stopped = await eventually(timeout: .seconds(2)) { hostProcesses(named: "sleep", argument: "47").isEmpty }
+                    #expect(stopped, "the build step still runs after its client left")
                     let cleared = try await waitUntil(within: .seconds(30)) {
                         try await fixture.buildContainers().subtracting(before).isEmpty
                     }

@@ -47,6 +47,37 @@ struct ExecLifetimeTests {
         }
     }
 
+    @Test("after SIGKILL, the next start ends a build step the killed ocimand left running", arguments: TestEngines.available)
+    func restartEndsLeftoverBuildSteps(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let tag = "localhost/ociman-test-\(fixture.runID):killed"
+        try await fixture.withCleanup(images: [tag]) {
+            let state = try StateDirectory()
+            let first = try await OcimandProcess.start(engine: engine, arguments: state.arguments)
+            let body = try JSONSerialization.data(withJSONObject: [
+                "context": ["instructions": "FROM \(TestEngines.baseImage)\nRUN sleep 53\n"],
+                "tag": tag, "labels": fixture.labels, "no_cache": true,
+            ])
+            let reader = try StalledReader(
+                port: first.port,
+                request: Array("POST /images/build HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + [UInt8](body))
+            defer { reader.close() }
+            #expect(await eventually(timeout: .seconds(30)) { !hostProcesses(named: "sleep", argument: "53").isEmpty })
+            kill(first.processIdentifier, SIGKILL)
+            first.stop()
+            reader.close()
+            // Docker cancels a build whose connection closed; Podman runs the step on.
+            if engine == "podman" {
+                try await Task.sleep(for: .seconds(1))
+                #expect(!hostProcesses(named: "sleep", argument: "53").isEmpty, "nothing else ends Podman's step")
+            }
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, _ in
+                let ended = await eventually(timeout: .seconds(10)) { hostProcesses(named: "sleep", argument: "53").isEmpty }
+                #expect(ended, "the build step outlived the restart")
+            }
+        }
+    }
+
     /// A streamed exec of `sleep N` whose client stays connected and reads nothing.
     static func startSleeper(_ id: String, seconds: Int, on server: OcimandProcess) throws -> StalledReader {
         let reader = try StalledReader(
