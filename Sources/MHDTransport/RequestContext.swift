@@ -14,8 +14,11 @@ final class RequestContext: @unchecked Sendable {
 
     unowned let server: MHDServer
     let rawTarget: String
+    /// Bytes of the target up to its first NUL, as libmicrohttpd handed it to the URI logger.
+    let rawTargetLength: Int
     let connectionPointer: OpaquePointer
-    let socketDescriptor: Int32
+    let connectionContext: ConnectionContext
+    var socketDescriptor: Int32 { connectionContext.descriptor }
 
     var phase = Phase.new
     var immediate: ImmediateResponse?
@@ -40,11 +43,12 @@ final class RequestContext: @unchecked Sendable {
 
     private let shared = Mutex(Shared())
 
-    init(server: MHDServer, rawTarget: String, connection: OpaquePointer) {
+    init(server: MHDServer, rawTarget: UnsafePointer<CChar>, connection: OpaquePointer, context: ConnectionContext) {
         self.server = server
-        self.rawTarget = rawTarget
+        self.rawTarget = String(cString: rawTarget)
+        self.rawTargetLength = strlen(rawTarget)
         self.connectionPointer = connection
-        self.socketDescriptor = ociman_mhd_connection_fd(connection)
+        self.connectionContext = context
         if let timeout = server.configuration.requestTimeout {
             shared.withLock { $0.receiveDeadline = .now.advanced(by: timeout) }
         }
@@ -53,14 +57,15 @@ final class RequestContext: @unchecked Sendable {
     /// The client has sent all it will be waited for (or its body is exempt from the deadline).
     func clearReceiveDeadline() { shared.withLock { $0.receiveDeadline = nil } }
 
-    /// Closes the socket of a client still sending after its deadline. libmicrohttpd then sees
-    /// the connection end and completes the request as aborted; no answer can be queued mid-body.
-    /// Under the lock, so the descriptor cannot have been closed and reused meanwhile.
-    func cutOffIfLate(now: ContinuousClock.Instant) -> Bool {
+    /// Answers a client still sending after its deadline with `answer` (a 408) and closes its
+    /// socket; libmicrohttpd cannot queue a response mid-body. libmicrohttpd then sees the
+    /// connection end and completes the request as aborted. Under the lock, so no response can be
+    /// queued meanwhile: `queue` clears the deadline first.
+    func cutOffIfLate(now: ContinuousClock.Instant, answer: [UInt8]) -> Bool {
         shared.withLock { shared in
             guard shared.connectionOpen, let deadline = shared.receiveDeadline, now >= deadline else { return false }
             shared.receiveDeadline = nil
-            _ = Glibc.shutdown(socketDescriptor, Int32(SHUT_RDWR))
+            connectionContext.answerAndClose(answer)
             // A suspended connection is not watched by libmicrohttpd; wake it so it notices.
             resumeLocked(&shared)
             return true
@@ -119,23 +124,23 @@ final class RequestContext: @unchecked Sendable {
         return stream
     }
 
-    /// The disconnect watch saw the peer hang up while the connection was suspended, where
-    /// libmicrohttpd itself would not notice. Wake the connection so it fails and completes.
+    /// The disconnect watch saw the client gone while the connection was suspended, where
+    /// libmicrohttpd itself would not notice. Cancel the work at once (a stream the handler is
+    /// still producing is then reported as abandoned, not completed) and wake the connection so
+    /// it fails and completes.
     func clientDisconnected() {
-        let stream: ResponseStream? = shared.withLock { shared in
+        let (stream, task): (ResponseStream?, Task<Void, Never>?) = shared.withLock { shared in
             shared.clientGone = true
             if shared.responseStream == nil { resumeLocked(&shared) }
-            return shared.responseStream
+            return (shared.responseStream, shared.task)
         }
+        task?.cancel()
         // Closing the stream wakes its reader, which answers "end with error".
         stream?.close()
     }
 
     /// Shutdown after the grace period: cancel the work and release the connection.
-    func abandon() {
-        task?.cancel()
-        clientDisconnected()
-    }
+    func abandon() { clientDisconnected() }
 
     /// libmicrohttpd is done with the connection for this request (sent, failed or aborted).
     func connectionClosed(completedNormally: Bool) {
