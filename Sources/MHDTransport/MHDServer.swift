@@ -314,7 +314,7 @@ public final class MHDServer: ServerTransport, Sendable {
         }
         switch context.takeResponseOrSuspend() {
         case .response(let prepared): return queue(prepared, on: context)
-        case .suspended: return .YES
+        case .notYet, .suspended: return .YES
         case .clientGone: return .NO
         }
     }

@@ -10,7 +10,7 @@ import Synchronization
 /// disconnect watch touch too.
 final class RequestContext: @unchecked Sendable {
     enum Phase { case new, receiving, awaitingResponse, responded }
-    enum ResponseOutcome { case response(PreparedResponse), suspended, clientGone }
+    enum ResponseOutcome { case response(PreparedResponse), notYet, suspended, clientGone }
 
     unowned let server: MHDServer
     let rawTarget: String
@@ -33,6 +33,7 @@ final class RequestContext: @unchecked Sendable {
         var connectionOpen = true
         var suspended = false
         var awaitingResponse = false
+        var passedOnce = false
         var clientGone = false
         var response: PreparedResponse?
         var responseStream: ResponseStream?
@@ -83,12 +84,25 @@ final class RequestContext: @unchecked Sendable {
     /// From any thread.
     func resume() { shared.withLock { resumeLocked(&$0) } }
 
+    /// The response, or the connection suspended until `deliver` brings it.
+    ///
+    /// libmicrohttpd 0.9.75 keeps the poll intent a connection had when it was suspended, and
+    /// reads a resumed connection first if that intent was "read". Suspended on the call that
+    /// completes the request, the intent is still the "read" of receiving it, so a client that
+    /// half-closed after its request reads as end-of-file on resume and its connection is closed
+    /// before the answer goes out. So the first time the answer is not ready the connection is
+    /// left running (`notYet`): libmicrohttpd records "blocked" as its intent and, the connection
+    /// still being ready, calls again on its next pass, which suspends.
     func takeResponseOrSuspend() -> ResponseOutcome {
         shared.withLock { shared in
             if shared.clientGone { return .clientGone }
             if let response = shared.response {
                 shared.response = nil
                 return .response(response)
+            }
+            if !shared.passedOnce {
+                shared.passedOnce = true
+                return .notYet
             }
             shared.awaitingResponse = true
             suspendLocked(&shared)

@@ -265,6 +265,31 @@ import Testing
         }
     }
 
+    /// The FIN arrives while the connection is suspended waiting for the answer: on resume,
+    /// libmicrohttpd must not read it as the client leaving.
+    @Test(arguments: [false, true])
+    func clientHalfClosingWhileTheHandlerWorksGetsItsAnswer(unixSocket: Bool) async throws {
+        let started = Event()
+        let cancelled = Event()
+        let handler: MHDServer.Handler = { request, body, metadata in
+            started.fire()
+            return try await Self.slow(cancelled)(request, body, metadata)
+        }
+        let path = NSTemporaryDirectory() + "ociman-halfclose-\(UUID().uuidString).sock"
+        let listen: ListenAddress = unixSocket ? .unix(path: path) : .tcp(host: "127.0.0.1", port: 0)
+        try await withServer(listen: listen, routes: [(.post, "/slow", handler)]) { server in
+            let socket = try unixSocket ? RawSocket.connect(unixPath: path) : RawSocket.connect(port: server.port)
+            try socket.send(Self.head("POST /slow HTTP/1.1", "Host: localhost", "Content-Length: 2") + Array("{}".utf8))
+            #expect(await started.wait(timeout: .seconds(2)) != nil)
+            try await Task.sleep(for: .milliseconds(300))
+            socket.shutdownWrite()
+            let (received, closed) = await socket.readUntilClose(timeout: .seconds(3))
+            #expect(RawResponse(received)?.text == "slow answer", "\(String(decoding: received, as: UTF8.self))")
+            #expect(closed)
+            #expect(cancelled.firedAt == nil)
+        }
+    }
+
     @Test func clientClosedOnAUnixSocketCancelsTheHandler() async throws {
         let cancelled = Event()
         let path = NSTemporaryDirectory() + "ociman-close-\(UUID().uuidString).sock"

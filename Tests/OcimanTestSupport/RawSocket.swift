@@ -98,7 +98,11 @@ public final class RawSocket: @unchecked Sendable {
             } else if count == 0 || (errno != EAGAIN && errno != EINTR) {
                 return (received, true)
             } else {
-                try? await Task.sleep(for: .milliseconds(5))
+                // Waiting in poll (at most 10 ms, then a yield) shows when an answer arrives to the
+                // millisecond; the server is another process or runs on libmicrohttpd's threads.
+                var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+                _ = poll(&ready, 1, 10)
+                await Task.yield()
             }
         }
         return (received, false)
