@@ -4,9 +4,15 @@ import Synchronization
 /// Notices clients that hang up while their connection is suspended.
 ///
 /// libmicrohttpd does not watch suspended sockets, so a client that leaves a followed log or a
-/// long wait would otherwise keep its engine request alive forever. A suspended connection has
-/// nothing to read from the client, so POLLRDHUP/POLLHUP on it means the client is gone.
-/// (A client that half-closes after sending its request is treated as gone as well.)
+/// long wait would otherwise keep its engine request alive forever.
+///
+/// The policy: a client is gone when its socket reports POLLHUP or POLLERR (a reset, or both
+/// directions shut). POLLRDHUP alone, the peer's FIN, is not enough: a client may half-close
+/// after sending its whole request and still read the answer, and that answer is sent. On a unix
+/// socket a peer that really closed shows POLLHUP by itself. On TCP the FIN looks the same either
+/// way, so the connection probes the peer once (`ConnectionContext.probePeer`): a closed peer
+/// resets, and the next check sees it. A half-closed client keeps its request until the answer
+/// is sent or a write fails.
 final class DisconnectWatch: Sendable {
     private struct Entry {
         let descriptor: Int32
@@ -50,13 +56,18 @@ final class DisconnectWatch: Sendable {
     private func check() {
         let snapshot = entries.withLock { Array($0.values) }
         guard !snapshot.isEmpty else { return }
-        var descriptors = snapshot.map { pollfd(fd: $0.descriptor, events: Int16(0x2000), revents: 0) }
+        let peerShutWrite = Int16(0x2000)  // POLLRDHUP, which Glibc's module does not export
+        var descriptors = snapshot.map { pollfd(fd: $0.descriptor, events: peerShutWrite, revents: 0) }
         guard poll(&descriptors, nfds_t(descriptors.count), 0) > 0 else { return }
-        let hangup = Int16(0x2000) | Int16(POLLHUP) | Int16(POLLERR)
-        for (entry, polled) in zip(snapshot, descriptors) where polled.revents & hangup != 0 {
+        let gone = Int16(POLLHUP) | Int16(POLLERR)
+        for (entry, polled) in zip(snapshot, descriptors) where polled.revents != 0 {
             guard let context = entry.context else { continue }
-            remove(context)
-            context.clientDisconnected()
+            if polled.revents & gone != 0 {
+                remove(context)
+                context.clientDisconnected()
+            } else if polled.revents & peerShutWrite != 0 {
+                context.connectionContext.probePeer()
+            }
         }
     }
 }

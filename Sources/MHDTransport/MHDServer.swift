@@ -19,16 +19,21 @@ public final class MHDServer: ServerTransport, Sendable {
     private let daemon = Mutex<DaemonHandle?>(nil)
     private let listener = Mutex<ListeningSocket?>(nil)
     private let inFlight = Mutex<[ObjectIdentifier: RequestContext]>([:])
+    private let connections: ConnectionTable
     let disconnectWatch: DisconnectWatch
     /// Starts every handler task; stateless apart from where resumed tasks go, so one serves all.
     private let handlerExecutor: InlineFirstExecutor
-    /// Cuts off clients that are too slow to send their request (`configuration.requestTimeout`).
+    /// Answers clients too slow to send their request head or body (`headerTimeout`, `requestTimeout`).
     private let deadlineSweep = Mutex<Task<Void, Never>?>(nil)
+    private let closingAnswers: ClosingAnswers
 
     public init(configuration: MHDServerConfiguration) {
         self.configuration = configuration
+        self.connections = ConnectionTable(
+            limit: configuration.connectionLimit, perClientLimit: configuration.perAddressConnectionLimit)
         self.disconnectWatch = DisconnectWatch(interval: configuration.disconnectCheckInterval)
         self.handlerExecutor = InlineFirstExecutor(fallback: configuration.handlerExecutor ?? { globalConcurrentExecutor })
+        self.closingAnswers = ClosingAnswers(configuration)
     }
 
     public func register(
@@ -49,17 +54,23 @@ public final class MHDServer: ServerTransport, Sendable {
             | UInt32(MHD_USE_ERROR_LOG.rawValue)
         config.listen_fd = socket.descriptor
         config.thread_pool_size = UInt32(configuration.threadPoolSize)
-        config.connection_limit = UInt32(configuration.connectionLimit)
-        config.per_ip_connection_limit = UInt32(configuration.perAddressConnectionLimit)
-        config.connection_timeout_seconds = UInt32(configuration.idleTimeoutSeconds)
+        // The caps are the connection table's; libmicrohttpd only needs room for the connections
+        // over them, which are answered and closed within a pass of its loop.
+        let mhdLimit = min(configuration.connectionLimit, Int(UInt32.max) - Self.refusalRoom) + Self.refusalRoom
+        config.connection_limit = UInt32(mhdLimit)
+        config.per_ip_connection_limit = 0
+        config.connection_timeout_seconds = UInt32(clamping: configuration.idleTimeoutSeconds)
         config.connection_memory_limit = configuration.connectionMemoryLimit
         config.access_handler = mhdAccessHandler
         config.completed = mhdRequestCompleted
         config.uri_logger = mhdURILogger
+        config.notify_connection = mhdNotifyConnection
         let selfPointer = Unmanaged.passUnretained(self).toOpaque()
         config.access_handler_cls = selfPointer
         config.completed_cls = selfPointer
         config.uri_logger_cls = selfPointer
+        config.notify_connection_cls = selfPointer
+        Self.raiseDescriptorLimit(toFit: mhdLimit + Self.descriptorReserve)
         guard let started = ociman_mhd_start(&config) else {
             socket.close()
             throw MHDServerError.startFailed(String(describing: socket.address))
@@ -101,15 +112,50 @@ public final class MHDServer: ServerTransport, Sendable {
 
     public var inFlightRequestCount: Int { inFlight.withLock { $0.count } }
 
-    /// Client connections open now, idle keep-alive ones included; 0 before start and after shutdown.
-    public var openConnectionCount: Int {
-        daemon.withLock { $0.map { Int(ociman_mhd_connection_count($0.pointer)) } ?? 0 }
+    /// Client connections open now (within the caps), idle keep-alive ones included.
+    public var openConnectionCount: Int { connections.count }
+
+    /// Connections libmicrohttpd may hold beyond `connectionLimit`: those about to be refused.
+    private static let refusalRoom = 64
+    /// Descriptors besides client connections: listen socket, engine connections, logs, children.
+    private static let descriptorReserve = 256
+
+    /// Each connection holds a descriptor. Below the caps, accept would fail with EMFILE and
+    /// libmicrohttpd would stop accepting, leaving clients unanswered in the listen backlog; so a
+    /// lower soft limit is raised as far as the hard limit allows.
+    private static func raiseDescriptorLimit(toFit needed: Int) {
+        var limit = rlimit()
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0, limit.rlim_cur < rlim_t(needed) else { return }
+        limit.rlim_cur = min(rlim_t(needed), limit.rlim_max)
+        _ = setrlimit(resource, &limit)
     }
 
     // MARK: - libmicrohttpd callbacks (on the daemon's threads)
 
-    fileprivate func beginRequest(rawTarget: String, connection: OpaquePointer) -> RequestContext {
-        let context = RequestContext(server: self, rawTarget: rawTarget, connection: connection)
+    /// A connection was accepted: counted, or answered 503 at once when it is over a cap.
+    fileprivate func connectionStarted(_ connection: OpaquePointer) -> ConnectionContext {
+        let deadline = configuration.headerTimeout.map { ContinuousClock.now.advanced(by: $0) }
+        let (context, admission) = connections.admit(
+            descriptor: ociman_mhd_connection_fd(connection),
+            address: ociman_mhd_connection_address(connection),
+            headDeadline: deadline)
+        switch admission {
+        case .admitted: break
+        case .overGlobalCap: context.answerAndClose(closingAnswers.overGlobalCap)
+        case .overClientCap: context.answerAndClose(closingAnswers.overClientCap)
+        }
+        return context
+    }
+
+    fileprivate func connectionClosed(_ context: ConnectionContext) {
+        connections.remove(context)
+    }
+
+    fileprivate func beginRequest(rawTarget: UnsafePointer<CChar>, connection: OpaquePointer) -> RequestContext? {
+        guard let socketContext = ociman_mhd_socket_context(connection) else { return nil }
+        let connectionContext = Unmanaged<ConnectionContext>.fromOpaque(socketContext).takeUnretainedValue()
+        let context = RequestContext(server: self, rawTarget: rawTarget, connection: connection, context: connectionContext)
         inFlight.withLock { $0[ObjectIdentifier(context)] = context }
         return context
     }
@@ -117,23 +163,32 @@ public final class MHDServer: ServerTransport, Sendable {
     fileprivate func endRequest(_ context: RequestContext, completedNormally: Bool) {
         inFlight.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(context)) }
         context.connectionClosed(completedNormally: completedNormally)
+        if let headerTimeout = configuration.headerTimeout {
+            let next = ContinuousClock.now.advanced(by: .seconds(configuration.idleTimeoutSeconds) + headerTimeout)
+            context.connectionContext.awaitNextHead(by: next)
+        }
     }
 
     fileprivate func access(
         _ context: RequestContext,
         method: UnsafePointer<CChar>,
+        target: UnsafePointer<CChar>,
+        version: UnsafePointer<CChar>,
         uploadData: UnsafePointer<CChar>?,
         uploadDataSize: UnsafeMutablePointer<Int>
     ) -> MHD_Result {
         switch context.phase {
         case .new:
             context.phase = .receiving
-            dispatch(context, method: String(cString: method))
+            // Answered already (408, 503): a request that arrived before libmicrohttpd saw the shutdown.
+            guard context.connectionContext.headArrived() else { return .NO }
+            dispatch(context, method: method, target: target, version: version)
             // Answering on this first call would cost the connection its keep-alive (SPEC §9).
             // A declared body over the cap is the exception: it will not be read, so the
             // connection is lost anyway, and 0.9.75 can queue a response only now or after the
             // whole body (answering now also stops it from sending `100 Continue`). The same
-            // holds for a request with a body that `configuration.admit` refused.
+            // holds for a request with a body that `configuration.admit` refused, and for a
+            // malformed or ambiguous head (`RequestHead`): losing the connection is the point.
             if context.answerBeforeBody { return respond(context) }
             return .YES
         case .receiving:
@@ -154,9 +209,24 @@ public final class MHDServer: ServerTransport, Sendable {
         }
     }
 
-    private func dispatch(_ context: RequestContext, method: String) {
-        let connection = context.connectionPointer
-        let headers = Self.readHeaders(connection)
+    private func dispatch(
+        _ context: RequestContext, method methodPointer: UnsafePointer<CChar>,
+        target targetPointer: UnsafePointer<CChar>, version: UnsafePointer<CChar>
+    ) {
+        let headers: HTTPFields
+        do {
+            headers = try RequestHead(
+                connection: context.connectionPointer, method: methodPointer, target: targetPointer,
+                targetCopy: context.rawTarget, targetLength: context.rawTargetLength, version: version,
+                limits: RequestHead.Limits(targetBytes: configuration.maxTargetBytes, headBytes: configuration.maxHeadBytes)
+            ).fields
+        } catch {
+            // Answered on this first call, so libmicrohttpd reads nothing after the head and closes.
+            context.immediate = problemResponse(error.status, error.detail)
+            context.answerBeforeBody = true
+            return
+        }
+        let method = String(cString: methodPointer)
         let target = context.rawTarget
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         guard let httpMethod = HTTPRequest.Method(method) else {
@@ -244,7 +314,7 @@ public final class MHDServer: ServerTransport, Sendable {
         }
         switch context.takeResponseOrSuspend() {
         case .response(let prepared): return queue(prepared, on: context)
-        case .suspended: return .YES
+        case .notYet, .suspended: return .YES
         case .clientGone: return .NO
         }
     }
@@ -284,25 +354,25 @@ public final class MHDServer: ServerTransport, Sendable {
     /// libmicrohttpd writes these itself from the body it is given.
     private static let managedByMHD: Set<HTTPField.Name> = [.contentLength, .transferEncoding, .connection]
 
-    private static func readHeaders(_ connection: OpaquePointer) -> HTTPFields {
-        let collector = HeaderCollector()
-        let unmanaged = Unmanaged.passRetained(collector)
-        defer { unmanaged.release() }
-        _ = MHD_get_connection_values(connection, .HEADER_KIND, mhdHeaderIterator, unmanaged.toOpaque())
-        return collector.fields
-    }
-
     // MARK: - Slow clients
 
+    /// One pass every 250 ms over both deadlines: the head's, per connection from accept
+    /// (libmicrohttpd has no request yet while the request line is still arriving), and the
+    /// request's, per request from its request line through a small body.
     private func startDeadlineSweep() {
-        guard configuration.requestTimeout != nil else { return }
+        guard configuration.headerTimeout != nil || configuration.requestTimeout != nil else { return }
         deadlineSweep.withLock { task in
             task = Task { [weak self] in
                 while !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(250))
                     guard let self else { return }
                     let now = ContinuousClock.now
-                    for context in self.inFlight.withLock({ Array($0.values) }) { _ = context.cutOffIfLate(now: now) }
+                    for connection in self.connections.all {
+                        _ = connection.answerIfHeadLate(now: now, self.closingAnswers.headTimeout)
+                    }
+                    for context in self.inFlight.withLock({ Array($0.values) }) {
+                        _ = context.cutOffIfLate(now: now, answer: self.closingAnswers.requestTimeout)
+                    }
                 }
             }
         }
@@ -399,8 +469,31 @@ struct PreparedResponse: Sendable {
     var body: Body
 }
 
-private final class HeaderCollector {
-    var fields = HTTPFields()
+/// Whole answers the transport writes straight to a socket, where libmicrohttpd cannot queue one:
+/// before a request head is complete, while a body is still arriving, or to a connection over a cap.
+private struct ClosingAnswers: Sendable {
+    let headTimeout: [UInt8]
+    let requestTimeout: [UInt8]
+    let overGlobalCap: [UInt8]
+    let overClientCap: [UInt8]
+
+    init(_ configuration: MHDServerConfiguration) {
+        func answer(_ status: HTTPResponse.Status, _ detail: String) -> [UInt8] {
+            let (contentType, body) = configuration.renderProblem(status.code, detail)
+            let head =
+                "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nContent-Type: \(contentType)\r\n"
+                + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+            return Array(head.utf8) + body
+        }
+        func seconds(_ duration: Duration?) -> String { "\(duration?.components.seconds ?? 0) s" }
+        headTimeout = answer(.requestTimeout, "the request head did not arrive within \(seconds(configuration.headerTimeout))")
+        requestTimeout = answer(.requestTimeout, "the request did not arrive within \(seconds(configuration.requestTimeout))")
+        overGlobalCap = answer(
+            .serviceUnavailable, "the server has \(configuration.connectionLimit) connections open, its limit; retry later")
+        overClientCap = answer(
+            .serviceUnavailable,
+            "this client has \(configuration.perAddressConnectionLimit) connections open, the limit per client; close one or retry later")
+    }
 }
 
 // MARK: - C callbacks
@@ -409,19 +502,34 @@ private let mhdURILogger: @convention(c) (UnsafeMutableRawPointer?, UnsafePointe
     -> UnsafeMutableRawPointer? = { serverPointer, uri, connection in
         guard let serverPointer, let uri, let connection else { return nil }
         let server = Unmanaged<MHDServer>.fromOpaque(serverPointer).takeUnretainedValue()
-        let context = server.beginRequest(rawTarget: String(cString: uri), connection: connection)
+        guard let context = server.beginRequest(rawTarget: uri, connection: connection) else { return nil }
         // Released in mhdRequestCompleted, which libmicrohttpd always calls once the URI logger ran.
         return Unmanaged.passRetained(context).toOpaque()
     }
 
 private let mhdAccessHandler: MHD_AccessHandlerCallback = {
     serverPointer, connection, url, method, version, uploadData, uploadDataSize, requestPointer in
-    guard let serverPointer, let method, let uploadDataSize, let contextPointer = requestPointer?.pointee else {
+    guard let serverPointer, let method, let url, let version, let uploadDataSize,
+        let contextPointer = requestPointer?.pointee
+    else {
         return .NO
     }
     let server = Unmanaged<MHDServer>.fromOpaque(serverPointer).takeUnretainedValue()
     let context = Unmanaged<RequestContext>.fromOpaque(contextPointer).takeUnretainedValue()
-    return server.access(context, method: method, uploadData: uploadData, uploadDataSize: uploadDataSize)
+    return server.access(
+        context, method: method, target: url, version: version, uploadData: uploadData, uploadDataSize: uploadDataSize)
+}
+
+private let mhdNotifyConnection: MHD_NotifyConnectionCallback = { serverPointer, connection, socketContext, event in
+    guard let serverPointer, let connection, let socketContext else { return }
+    let server = Unmanaged<MHDServer>.fromOpaque(serverPointer).takeUnretainedValue()
+    if event == .CONNECTION_NOTIFY_STARTED {
+        // Released on CLOSED, which libmicrohttpd sends for every connection it sent STARTED for.
+        socketContext.pointee = Unmanaged.passRetained(server.connectionStarted(connection)).toOpaque()
+    } else if event == .CONNECTION_NOTIFY_CLOSED, let pointer = socketContext.pointee {
+        socketContext.pointee = nil
+        server.connectionClosed(Unmanaged<ConnectionContext>.fromOpaque(pointer).takeRetainedValue())
+    }
 }
 
 private let mhdRequestCompleted: MHD_RequestCompletedCallback = { serverPointer, connection, requestPointer, reason in
@@ -447,13 +555,4 @@ private let mhdContentReaderFree: MHD_ContentReaderFreeCallback = { streamPointe
     guard let streamPointer else { return }
     let stream = Unmanaged<ResponseStream>.fromOpaque(streamPointer).takeRetainedValue()
     stream.close()
-}
-
-private let mhdHeaderIterator: MHD_KeyValueIterator = { collectorPointer, kind, key, value in
-    guard let collectorPointer, let key else { return .YES }
-    let collector = Unmanaged<HeaderCollector>.fromOpaque(collectorPointer).takeUnretainedValue()
-    if let name = HTTPField.Name(String(cString: key)) {
-        collector.fields.append(HTTPField(name: name, value: value.map { String(cString: $0) } ?? ""))
-    }
-    return .YES
 }

@@ -10,12 +10,15 @@ import Synchronization
 /// disconnect watch touch too.
 final class RequestContext: @unchecked Sendable {
     enum Phase { case new, receiving, awaitingResponse, responded }
-    enum ResponseOutcome { case response(PreparedResponse), suspended, clientGone }
+    enum ResponseOutcome { case response(PreparedResponse), notYet, suspended, clientGone }
 
     unowned let server: MHDServer
     let rawTarget: String
+    /// Bytes of the target up to its first NUL, as libmicrohttpd handed it to the URI logger.
+    let rawTargetLength: Int
     let connectionPointer: OpaquePointer
-    let socketDescriptor: Int32
+    let connectionContext: ConnectionContext
+    var socketDescriptor: Int32 { connectionContext.descriptor }
 
     var phase = Phase.new
     var immediate: ImmediateResponse?
@@ -30,6 +33,7 @@ final class RequestContext: @unchecked Sendable {
         var connectionOpen = true
         var suspended = false
         var awaitingResponse = false
+        var passedOnce = false
         var clientGone = false
         var response: PreparedResponse?
         var responseStream: ResponseStream?
@@ -40,11 +44,12 @@ final class RequestContext: @unchecked Sendable {
 
     private let shared = Mutex(Shared())
 
-    init(server: MHDServer, rawTarget: String, connection: OpaquePointer) {
+    init(server: MHDServer, rawTarget: UnsafePointer<CChar>, connection: OpaquePointer, context: ConnectionContext) {
         self.server = server
-        self.rawTarget = rawTarget
+        self.rawTarget = String(cString: rawTarget)
+        self.rawTargetLength = strlen(rawTarget)
         self.connectionPointer = connection
-        self.socketDescriptor = ociman_mhd_connection_fd(connection)
+        self.connectionContext = context
         if let timeout = server.configuration.requestTimeout {
             shared.withLock { $0.receiveDeadline = .now.advanced(by: timeout) }
         }
@@ -53,14 +58,15 @@ final class RequestContext: @unchecked Sendable {
     /// The client has sent all it will be waited for (or its body is exempt from the deadline).
     func clearReceiveDeadline() { shared.withLock { $0.receiveDeadline = nil } }
 
-    /// Closes the socket of a client still sending after its deadline. libmicrohttpd then sees
-    /// the connection end and completes the request as aborted; no answer can be queued mid-body.
-    /// Under the lock, so the descriptor cannot have been closed and reused meanwhile.
-    func cutOffIfLate(now: ContinuousClock.Instant) -> Bool {
+    /// Answers a client still sending after its deadline with `answer` (a 408) and closes its
+    /// socket; libmicrohttpd cannot queue a response mid-body. libmicrohttpd then sees the
+    /// connection end and completes the request as aborted. Under the lock, so no response can be
+    /// queued meanwhile: `queue` clears the deadline first.
+    func cutOffIfLate(now: ContinuousClock.Instant, answer: [UInt8]) -> Bool {
         shared.withLock { shared in
             guard shared.connectionOpen, let deadline = shared.receiveDeadline, now >= deadline else { return false }
             shared.receiveDeadline = nil
-            _ = Glibc.shutdown(socketDescriptor, Int32(SHUT_RDWR))
+            connectionContext.answerAndClose(answer)
             // A suspended connection is not watched by libmicrohttpd; wake it so it notices.
             resumeLocked(&shared)
             return true
@@ -78,12 +84,25 @@ final class RequestContext: @unchecked Sendable {
     /// From any thread.
     func resume() { shared.withLock { resumeLocked(&$0) } }
 
+    /// The response, or the connection suspended until `deliver` brings it.
+    ///
+    /// libmicrohttpd 0.9.75 keeps the poll intent a connection had when it was suspended, and
+    /// reads a resumed connection first if that intent was "read". Suspended on the call that
+    /// completes the request, the intent is still the "read" of receiving it, so a client that
+    /// half-closed after its request reads as end-of-file on resume and its connection is closed
+    /// before the answer goes out. So the first time the answer is not ready the connection is
+    /// left running (`notYet`): libmicrohttpd records "blocked" as its intent and, the connection
+    /// still being ready, calls again on its next pass, which suspends.
     func takeResponseOrSuspend() -> ResponseOutcome {
         shared.withLock { shared in
             if shared.clientGone { return .clientGone }
             if let response = shared.response {
                 shared.response = nil
                 return .response(response)
+            }
+            if !shared.passedOnce {
+                shared.passedOnce = true
+                return .notYet
             }
             shared.awaitingResponse = true
             suspendLocked(&shared)
@@ -119,23 +138,23 @@ final class RequestContext: @unchecked Sendable {
         return stream
     }
 
-    /// The disconnect watch saw the peer hang up while the connection was suspended, where
-    /// libmicrohttpd itself would not notice. Wake the connection so it fails and completes.
+    /// The disconnect watch saw the client gone while the connection was suspended, where
+    /// libmicrohttpd itself would not notice. Cancel the work at once (a stream the handler is
+    /// still producing is then reported as abandoned, not completed) and wake the connection so
+    /// it fails and completes.
     func clientDisconnected() {
-        let stream: ResponseStream? = shared.withLock { shared in
+        let (stream, task): (ResponseStream?, Task<Void, Never>?) = shared.withLock { shared in
             shared.clientGone = true
             if shared.responseStream == nil { resumeLocked(&shared) }
-            return shared.responseStream
+            return (shared.responseStream, shared.task)
         }
+        task?.cancel()
         // Closing the stream wakes its reader, which answers "end with error".
         stream?.close()
     }
 
     /// Shutdown after the grace period: cancel the work and release the connection.
-    func abandon() {
-        task?.cancel()
-        clientDisconnected()
-    }
+    func abandon() { clientDisconnected() }
 
     /// libmicrohttpd is done with the connection for this request (sent, failed or aborted).
     func connectionClosed(completedNormally: Bool) {

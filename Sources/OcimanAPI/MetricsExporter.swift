@@ -100,6 +100,8 @@ public final class MetricsExporter: MetricsFactory, Sendable {
         MetricNames.httpRequestsInFlight:
             "HTTP requests being worked on or still sending their body, by route template (builds: route=\"/images/build\").",
         MetricNames.httpStreamsOpen: "Streamed (chunked) responses still being sent, by route template.",
+        MetricNames.httpStreamsEnded:
+            "Streamed responses ended, by route template and outcome: completed, failed, or abandoned (the client left).",
         MetricNames.connectionsOpen: "Client connections open to the HTTP server.",
         OcimanMetrics.engineRequestDuration:
             "Time from sending an Engine API request until its response head arrives, by method and path shape.",
@@ -113,5 +115,6 @@ public enum MetricNames {
     public static let httpRequestDuration = "ociman_http_request_duration_seconds"
     public static let httpRequestsInFlight = "ociman_http_requests_in_flight"
     public static let httpStreamsOpen = "ociman_http_response_streams_open"
+    public static let httpStreamsEnded = "ociman_http_response_streams_total"
     public static let connectionsOpen = "ociman_http_connections_open"
 }

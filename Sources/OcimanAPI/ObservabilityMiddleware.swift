@@ -69,9 +69,10 @@ public struct ObservabilityMiddleware: ServerMiddleware {
         }
         let streamsOpen = metrics.streamsOpen(route: exchange.route)
         streamsOpen.increment()
-        let tracker = StreamTracker { outcome, bytes in
+        let tracker = StreamTracker { [metrics] outcome, bytes in
             streamsOpen.decrement()
             inFlight.decrement()
+            metrics.streamEnded(route: exchange.route, outcome: outcome)
             log(
                 exchange, status: status, duration: ContinuousClock.now - start,
                 extra: ["first_byte_ms": .stringConvertible(headAfter.inMilliseconds), "bytes": .stringConvertible(bytes), "stream": "\(outcome)"])
@@ -177,9 +178,15 @@ final class HTTPMetrics: Sendable {
         var streamsOpen: Meter
     }
 
+    private struct StreamKey: Hashable {
+        var route: String
+        var outcome: StreamTracker.Outcome
+    }
+
     private let factory: any MetricsFactory
     private let byExchange = Mutex<[Key: Handles]>([:])
     private let byRoute = Mutex<[String: RouteGauges]>([:])
+    private let byStreamEnd = Mutex<[StreamKey: Counter]>([:])
 
     init(factory: any MetricsFactory) {
         self.factory = factory
@@ -200,6 +207,18 @@ final class HTTPMetrics: Sendable {
         handles.requests.increment()
         let (seconds, attoseconds) = headAfter.components
         handles.duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+
+    func streamEnded(route: String, outcome: StreamTracker.Outcome) {
+        let key = StreamKey(route: route, outcome: outcome)
+        let counter = byStreamEnd.withLock { cache in
+            if let known = cache[key] { return known }
+            let made = Counter(
+                label: MetricNames.httpStreamsEnded, dimensions: [("route", route), ("outcome", outcome.rawValue)], factory: factory)
+            cache[key] = made
+            return made
+        }
+        counter.increment()
     }
 
     func inFlight(route: String) -> Meter { gauges(route).inFlight }
@@ -261,16 +280,18 @@ struct TrackedBody: AsyncSequence, Sendable {
         var base: HTTPBody.AsyncIterator
         let tracker: StreamTracker
 
+        // The transport cancels a request's task when its client leaves, and a cancelled producer
+        // may end its stream early without an error: either way the stream was cut, not completed.
         mutating func next() async throws -> HTTPBody.ByteChunk? {
             do {
                 guard let chunk = try await base.next() else {
-                    tracker.finish(.completed)
+                    tracker.finish(Task.isCancelled ? .abandoned : .completed)
                     return nil
                 }
                 tracker.sent(chunk.count)
                 return chunk
             } catch {
-                tracker.finish(.failed)
+                tracker.finish(Task.isCancelled ? .abandoned : .failed)
                 throw error
             }
         }

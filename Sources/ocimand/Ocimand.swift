@@ -35,8 +35,14 @@ struct Ocimand: AsyncParsableCommand {
     @Option(help: "Seconds an idle connection is kept open (OCIMAN_IDLE_TIMEOUT). Default 60.")
     var idleTimeout: Int?
 
-    @Option(help: "Maximum simultaneous connections (OCIMAN_MAX_CONNECTIONS). Default 1024.")
+    @Option(help: "Maximum simultaneous connections; one more is answered 503 (OCIMAN_MAX_CONNECTIONS). Default 1024.")
     var maxConnections: Int?
+
+    @Option(help: "Maximum simultaneous connections from one IP address; one more is answered 503, 0 for no such limit (OCIMAN_MAX_CONNECTIONS_PER_CLIENT). Default 64.")
+    var maxConnectionsPerClient: Int?
+
+    @Option(help: "Seconds a client gets to send a request head, from connecting (OCIMAN_HEADER_TIMEOUT). Default 10.")
+    var headerTimeout: Int?
 
     @Option(help: "Maximum JSON request body in bytes (OCIMAN_MAX_BODY). Default 1048576.")
     var maxBody: Int64?
@@ -134,6 +140,8 @@ struct Ocimand: AsyncParsableCommand {
         configuration.unixSocketMode = settings.socketMode
         configuration.idleTimeoutSeconds = settings.idleTimeoutSeconds
         configuration.connectionLimit = settings.maxConnections
+        configuration.perAddressConnectionLimit = settings.maxConnectionsPerClient
+        configuration.headerTimeout = .seconds(settings.headerTimeoutSeconds)
         configuration.requestTimeout = .seconds(settings.requestTimeoutSeconds)
         configuration.handlerExecutor = EventLoopTaskExecutor.currentOrNext()
         configuration.admit = { request, template, hasBody in

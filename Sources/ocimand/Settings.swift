@@ -13,6 +13,8 @@ struct Settings {
     var socketMode: mode_t
     var idleTimeoutSeconds: Int
     var maxConnections: Int
+    var maxConnectionsPerClient: Int
+    var headerTimeoutSeconds: Int
     var maxBody: Int64
     var maxTarBody: Int64
     var shutdownGraceSeconds: Int
@@ -69,6 +71,8 @@ struct Settings {
         socketMode = mode
         idleTimeoutSeconds = try number(command.idleTimeout, "OCIMAN_IDLE_TIMEOUT", default: 60, minimum: 1)
         maxConnections = try number(command.maxConnections, "OCIMAN_MAX_CONNECTIONS", default: 1024, minimum: 1)
+        maxConnectionsPerClient = try number(command.maxConnectionsPerClient, "OCIMAN_MAX_CONNECTIONS_PER_CLIENT", default: 64)
+        headerTimeoutSeconds = try number(command.headerTimeout, "OCIMAN_HEADER_TIMEOUT", default: 10, minimum: 1)
         maxBody = try number(command.maxBody, "OCIMAN_MAX_BODY", default: 1 << 20, minimum: 1)
         maxTarBody = try number(command.maxTarBody, "OCIMAN_MAX_TAR_BODY", default: 8 << 30, minimum: 1)
         shutdownGraceSeconds = try number(command.shutdownGrace, "OCIMAN_SHUTDOWN_GRACE", default: 10)

@@ -45,9 +45,13 @@ struct ResilienceTests {
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(slowest < .milliseconds(500), "slowest /health took \(slowest)")
-            // The drippers are cut off at the deadline (≈ 4 s after their request line), not served.
+            // The drippers are answered 408 at the deadline (≈ 4 s after their request line) and
+            // closed, not served.
             for connection in drippers {
-                #expect(await connection.waitForServerClose(timeout: .seconds(8)))
+                let answer = try await connection.readResponse(timeout: .seconds(8))
+                #expect(answer.status == 408)
+                #expect(answer.header("Content-Type") == "application/problem+json")
+                #expect(await connection.waitForServerClose(timeout: .seconds(2)))
             }
             let cutAfter = ContinuousClock.now - started
             #expect(cutAfter < .seconds(9), "cut off after \(cutAfter)")
@@ -56,7 +60,7 @@ struct ResilienceTests {
         }
     }
 
-    @Test("--max-connections bounds open connections; --idle-timeout closes idle ones")
+    @Test("--max-connections bounds open connections, one more is answered 503 at once; --idle-timeout closes idle ones")
     func connectionLimits() async throws {
         let engine = try #require(TestEngines.available.first)
         try await withOcimand(engine: engine, arguments: ["--max-connections", "4", "--idle-timeout", "3"]) { server, _ in
@@ -67,10 +71,16 @@ struct ResilienceTests {
                 open.append(connection)
             }
             let idleSince = ContinuousClock.now
-            // A fifth waits in the listen backlog, unserved, while four are open.
+            // A fifth is answered 503 (a problem document) and closed, rather than left in the backlog.
+            let fifthStarted = ContinuousClock.now
             let fifth = try await HTTPTestConnection.connect(port: server.port)
             try await fifth.send("GET", "/health")
-            await #expect(throws: HTTPTestConnection.ClientError.self) { _ = try await fifth.readHead(timeout: .seconds(1)) }
+            let refused = try await fifth.readResponse(timeout: .seconds(2))
+            #expect(ContinuousClock.now - fifthStarted < .milliseconds(500))
+            #expect(refused.status == 503)
+            #expect(refused.header("Content-Type") == "application/problem+json")
+            #expect(await fifth.waitForServerClose(timeout: .seconds(2)))
+            await fifth.close()
             // Idle keep-alive connections are closed after the idle timeout, which frees the slots.
             for connection in open {
                 #expect(await connection.waitForServerClose(timeout: .seconds(8)))
@@ -78,9 +88,9 @@ struct ResilienceTests {
             let closedAfter = ContinuousClock.now - idleSince
             #expect(closedAfter >= .seconds(2) && closedAfter < .seconds(7), "closed after \(closedAfter)")
             for connection in open { await connection.close() }
-            let served = try await fifth.readResponse(timeout: .seconds(5))
-            #expect(served.status == 200)
-            await fifth.close()
+            let sixth = try await HTTPTestConnection.connect(port: server.port)
+            #expect(try await sixth.request("GET", "/health", timeout: .seconds(5)).status == 200)
+            await sixth.close()
         }
     }
 

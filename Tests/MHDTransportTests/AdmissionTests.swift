@@ -7,6 +7,7 @@ import Testing
 
 /// The transport's guards against unwanted and slow clients: the `admit` hook (answered before a
 /// handler runs or a body byte is read), the request deadline, and header/URL size caps.
+/// (Slow request lines, connection caps and malformed framing: `HostileClientTests`.)
 @Suite(.serialized, .timeLimit(.minutes(1))) struct AdmissionTests {
     /// Refuses requests carrying `X-Refuse`, with its value as the status.
     static func refuseMarked(_ request: HTTPRequest, _ template: String, _ hasBody: Bool) -> (status: Int, detail: String)? {
@@ -100,7 +101,11 @@ import Testing
                     #expect(response.status == 200)
                 }
             }
-            #expect(await dripper.waitForServerClose(timeout: .seconds(4)))
+            // Answered 408 (a problem document), then closed.
+            let answer = try await dripper.readResponse(timeout: .seconds(4))
+            #expect(answer.status == 408)
+            #expect(answer.header("Content-Type") == "application/problem+json")
+            #expect(await dripper.waitForServerClose(timeout: .seconds(1)))
             let cutAfter = ContinuousClock.now - started
             #expect(cutAfter >= .milliseconds(900) && cutAfter < .seconds(3), "cut after \(cutAfter)")
             drip.cancel()
@@ -122,7 +127,8 @@ import Testing
                     try? await Task.sleep(for: .milliseconds(200))
                 }
             }
-            #expect(await dripper.waitForServerClose(timeout: .seconds(4)))
+            #expect(try await dripper.readResponse(timeout: .seconds(4)).status == 408)
+            #expect(await dripper.waitForServerClose(timeout: .seconds(1)))
             drip.cancel()
             await dripper.close()
         }
@@ -170,7 +176,9 @@ import Testing
     @Test func oversizeHeaderAndURLAreRefusedNotHung() async throws {
         let big = String(repeating: "a", count: 100 * 1024)
         try await withServer(routes: [(.get, "/health", MHDServerTests.named("ok"))]) { server in
-            // libmicrohttpd answers these itself (connectionMemoryLimit): 431 and 414, then closes.
+            // Too big for libmicrohttpd's memory pool (connectionMemoryLimit): it answers 431 and 414
+            // itself, with an HTML body, then closes. Smaller ones over the transport's own caps get
+            // a problem document (HostileClientTests).
             try await withConnection(server) { connection in
                 let response = try await connection.request("GET", "/health", headers: [("X-Big", big)], timeout: .seconds(3))
                 #expect(response.status == 431)

@@ -21,6 +21,8 @@ struct ociman_mhd_config {
     void *completed_cls;
     void *(*uri_logger)(void *cls, const char *uri, struct MHD_Connection *connection);
     void *uri_logger_cls;
+    MHD_NotifyConnectionCallback notify_connection;
+    void *notify_connection_cls;
 };
 
 struct MHD_Daemon *ociman_mhd_start(const struct ociman_mhd_config *config);
@@ -33,7 +35,13 @@ ssize_t ociman_mhd_reader_end_with_error(void);
 /// The client socket of a connection, or -1.
 int ociman_mhd_connection_fd(struct MHD_Connection *connection);
 
-/// Open client connections across the daemon's worker threads (MHD_get_daemon_info is variadic).
-unsigned int ociman_mhd_connection_count(struct MHD_Daemon *daemon);
+/// The peer address of a connection (an AF_UNIX address on a unix socket), or NULL.
+const struct sockaddr *ociman_mhd_connection_address(struct MHD_Connection *connection);
+
+/// What the NOTIFY_CONNECTION callback stored for this connection, or NULL.
+void *ociman_mhd_socket_context(struct MHD_Connection *connection);
+
+/// Bytes of the request head (request line, header lines, empty line) once it is in; 0 before.
+size_t ociman_mhd_request_header_size(struct MHD_Connection *connection);
 
 #endif
