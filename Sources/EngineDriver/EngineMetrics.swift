@@ -8,7 +8,7 @@ public enum EngineMetrics {
 
     static func observe(_ request: EngineRequest, since start: ContinuousClock.Instant) {
         let elapsed = ContinuousClock.now - start
-        let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+        let nanoseconds = elapsed.saturatingNanoseconds
         Timer(
             label: requestDuration,
             dimensions: [("method", request.method.rawValue), ("path", pathShape(request.path))]

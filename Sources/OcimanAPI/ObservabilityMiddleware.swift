@@ -1,4 +1,5 @@
 import CoreMetrics
+import EngineDriver
 import HTTPTypes
 import Logging
 import OpenAPIRuntime
@@ -198,8 +199,7 @@ final class HTTPMetrics: Sendable {
             return made
         }
         handles.requests.increment()
-        let (seconds, attoseconds) = headAfter.components
-        handles.duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        handles.duration.recordNanoseconds(headAfter.saturatingNanoseconds)
     }
 
     func inFlight(route: String) -> Meter { gauges(route).inFlight }
