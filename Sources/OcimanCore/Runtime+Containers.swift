@@ -278,9 +278,7 @@ extension Runtime {
     // MARK: - Stop, kill, wait, remove
 
     public func stop(_ id: String, timeoutSeconds: Int) async throws(OcimanError) {
-        guard timeoutSeconds >= 0 else {
-            throw .invalid(field: "timeout", message: "timeout must be 0 or more seconds, not \(timeoutSeconds)")
-        }
+        try OcimanError.checkBounds(timeoutSeconds, IntegerBounds.stopTimeoutSeconds, field: "timeout")
         try await OcimanError.wrap {
             do {
                 try await engine.stopContainer(id, timeoutSeconds: timeoutSeconds)
@@ -336,9 +334,7 @@ extension Runtime {
 
     /// Waits for the condition and answers the exit code; 504 after `timeoutSeconds`.
     public func wait(_ id: String, condition: ContainerWaitCondition, timeoutSeconds: Int?) async throws(OcimanError) -> Int {
-        if let timeoutSeconds, timeoutSeconds < 1 {
-            throw .invalid(field: "timeout", message: "timeout must be at least 1 second, not \(timeoutSeconds)")
-        }
+        try OcimanError.checkBounds(timeoutSeconds, IntegerBounds.waitTimeoutSeconds, field: "timeout")
         let engine = self.engine
         let podman = kind == .podman
         let code = try await OcimanError.wrap {
