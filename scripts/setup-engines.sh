@@ -35,7 +35,8 @@ done
 
 BUILD_PKGS=(libmicrohttpd-dev libssl-dev pkg-config)
 ENGINE_PKGS=(docker.io podman runc busybox-static iptables uidmap)
-TOOL_PKGS=(nginx-light wrk curl jq python3-venv openssl tar)
+# python3-yaml: the integration tests read openapi.yaml through it (IntegerBoundsTests).
+TOOL_PKGS=(nginx-light wrk curl jq python3-venv python3-yaml openssl tar)
 PODMAN_PKGS=(podman runc uidmap)
 
 DOCKER_SOCK=/var/run/docker.sock
