@@ -151,7 +151,8 @@ struct Ocimand: AsyncParsableCommand {
             configuration: .init(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
             // Observability first so it logs the 401s; the token check before any handler or body decoding.
             middlewares: [ObservabilityMiddleware(logger: logger, metricsFactory: metrics)]
-                + (settings.token.map { [SecurityMiddleware(token: $0)] } ?? []) + [ProblemMiddleware(), ExecStdinMiddleware(memberLimit: Int(jsonLimit)), NullMemberMiddleware()]
+                + (settings.token.map { [SecurityMiddleware(token: $0)] } ?? [])
+                + [ProblemMiddleware(), PathParameterMiddleware(), ExecStdinMiddleware(memberLimit: Int(jsonLimit)), NullMemberMiddleware()]
         )
         metrics.addGauge(MetricNames.connectionsOpen) { [server] in server.openConnectionCount }
         let bound: ListenAddress
