@@ -10,7 +10,7 @@ public enum OcimanError: Error, Sendable, CustomStringConvertible {
     case conflict(String)
     /// The engine cannot be reached or is down.
     case unavailable(String)
-    /// A wait ran out of time; carries what helps the client see why.
+    /// A wait, or an engine call, ran out of time (504); carries what helps the client see why.
     case timedOut(String, containerID: String? = nil, logs: [String] = [])
     /// A new container stopped before its readiness wait was met (409, with its last output).
     case exitedBeforeReady(String, containerID: String, logs: [String])
@@ -35,7 +35,9 @@ public enum OcimanError: Error, Sendable, CustomStringConvertible {
         case .conflict: self = .conflict(message)
         case .badRequest: self = .invalid(field: nil, message: message)
         case .unavailable: self = .unavailable(message)
-        case .timeout: self = .unavailable("the engine did not answer in time: \(message)")
+        // One rule (README, contract): an engine that cannot be reached is 503, one that was
+        // reached but gave no answer within --engine-timeout is 504.
+        case .timeout: self = .timedOut("the engine did not answer in time: \(message)")
         case .notModified, .engine, .protocolViolation: self = .engineFailure(message)
         }
     }

@@ -36,7 +36,9 @@ extension Runtime {
             }
         } catch {
             switch error {
-            case .timedOut, .exitedBeforeReady: break
+            // A readiness failure names the container so the client can look at it; anything
+            // else (an engine call that timed out included) leaves nothing behind.
+            case .timedOut(_, .some, _), .exitedBeforeReady: break
             default: await removeQuietly(id)
             }
             throw error
