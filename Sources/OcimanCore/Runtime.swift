@@ -103,7 +103,8 @@ public final class Runtime: Sendable {
                 rootless: rootless,
                 endpoint: endpoint,
                 bridgeSubnets: configs.compactMap(\.subnet),
-                hostGateway: configs.compactMap(\.gateway).first
+                hostGateway: HostGateway.address(
+                    gateways: configs.compactMap(\.gateway), subnets: configs.compactMap(\.subnet))
             )
         }
         cachedBackendInfo.withLock { $0 = (info, ContinuousClock.now) }
