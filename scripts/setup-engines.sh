@@ -36,7 +36,7 @@ for arg in "$@"; do
         --run) MODE=run ;;
         --quiet|-q) QUIET=1 ;;
         --fresh-docker-root) FRESH_DOCKER_ROOT=1 ;;
-        -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "setup-engines: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
