@@ -73,7 +73,7 @@ struct ShutdownTests {
         try await inspecting.send("GET", "/containers/nope")
         // The reaper ticks every second: by now its pass waits on the engine too.
         try await Task.sleep(for: .milliseconds(1500))
-        #expect(await Self.terminate(server, "engine hung") != nil)
+        #expect(await Self.terminate(server, "engine hung") == 0)
         await listing.close()
         await inspecting.close()
     }
@@ -88,7 +88,7 @@ struct ShutdownTests {
         let service = try #require(childProcesses(of: server.pid).first)
         defer { kill(service, SIGKILL) }
         kill(service, SIGSTOP)
-        #expect(await Self.terminate(server, "private podman stopped") != nil)
+        #expect(await Self.terminate(server, "private podman stopped") == 0)
         #expect(await eventually(timeout: .seconds(2)) { !processExists(service) }, "the private service is not left behind")
     }
 }
