@@ -134,6 +134,6 @@ let package = Package(
         ),
         .testTarget(name: "MHDTransportTests", dependencies: ["MHDTransport", "OcimanTestSupport"]),
         .testTarget(name: "EngineDriverTests", dependencies: ["EngineDriver", "OcimanTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["OcimanTestSupport", "OcimanCore", "EngineAdapters"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["OcimanTestSupport", "OcimanCore", "EngineAdapters", "EngineDriver"]),
     ]
 )

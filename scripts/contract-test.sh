@@ -9,6 +9,8 @@
 #
 # The engines are shared with other suites: scripts/contract/hooks.py keeps every request on the
 # run's own fixture and namespace, and scripts/contract/engine.py removes what the run created.
+# Schemathesis runs one phase at a time (examples, coverage, fuzzing, stateful); after each, the
+# same ocimand process must still be alive and answer /health, or the run fails there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -53,12 +55,20 @@ run_engine() {
     echo "contract: schemathesis against ocimand on $engine ($OCIMAND_URL, run $RUN)"
     local seed_args=(--seed "$SEED")
     [[ $SEED == random ]] && seed_args=()
-    local status_st=0
-    CONTRACT_RUN=$RUN CONTRACT_CONTAINER=$container CONTRACT_IMAGE=$image CONTRACT_SCRATCH=$dir/bind \
-    CONTRACT_RECORD=$dir/created.ndjson CONTRACT_TRACE=${CONTRACT_TRACE:-} PYTHONPATH=scripts/contract SCHEMATHESIS_HOOKS=hooks \
-        "$VENV/bin/st" --config-file scripts/contract/schemathesis.toml run openapi.yaml \
-        --url "$OCIMAND_URL" --max-examples "$MAX_EXAMPLES" "${seed_args[@]}" \
-        --request-timeout 30 --generation-database none --no-color ${CONTRACT_ARGS:-} || status_st=$?
+    local status_st=0 phase
+    for phase in examples coverage fuzzing stateful; do
+        CONTRACT_RUN=$RUN CONTRACT_CONTAINER=$container CONTRACT_IMAGE=$image CONTRACT_SCRATCH=$dir/bind \
+        CONTRACT_RECORD=$dir/created.ndjson CONTRACT_TRACE=${CONTRACT_TRACE:-} PYTHONPATH=scripts/contract SCHEMATHESIS_HOOKS=hooks \
+            "$VENV/bin/st" --config-file scripts/contract/schemathesis.toml run openapi.yaml \
+            --url "$OCIMAND_URL" --phases "$phase" --max-examples "$MAX_EXAMPLES" "${seed_args[@]}" \
+            --request-timeout 30 --generation-database none --no-color ${CONTRACT_ARGS:-} || status_st=$?
+        if ! ocimand_alive; then
+            echo "contract: ocimand ($engine) is gone after the $phase phase; log tail:" >&2
+            tail -n 40 "$dir/ocimand.log" >&2
+            status_st=1
+            break
+        fi
+    done
 
     ocimand_stop
     python3 scripts/contract/engine.py cleanup "$engine" "$RUN" "$dir/snapshot.json" "$dir/created.ndjson" || status_st=1

@@ -12,6 +12,12 @@
 #                                               has no engine at all; starts no daemon: ocimand
 #                                               auto-detects and supervises its own Podman service)
 #   scripts/setup-engines.sh --quiet            print only the summary line (and errors)
+#   scripts/setup-engines.sh --fresh-docker-root
+#                                               full set-up, with dockerd on an empty data root
+#                                               (/tmp/ociman-dockerd-root.*) as on a machine where it
+#                                               never ran: its bridge network then has no IPAM
+#                                               gateway (SPEC §11). CI only (needs CI=true): a dockerd
+#                                               running on another data root is stopped first.
 #
 # Everything it starts is detached (setsid, stdin from /dev/null, logs under /var/log) so it
 # outlives this script: CI runs the tests after it.
@@ -23,19 +29,22 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
 
 MODE=full
 QUIET=0
+FRESH_DOCKER_ROOT=0
 for arg in "$@"; do
     case "$arg" in
         --build-deps-only) MODE=build ;;
         --run) MODE=run ;;
         --quiet|-q) QUIET=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        --fresh-docker-root) FRESH_DOCKER_ROOT=1 ;;
+        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "setup-engines: unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
 
 BUILD_PKGS=(libmicrohttpd-dev libssl-dev pkg-config)
 ENGINE_PKGS=(docker.io podman runc busybox-static iptables uidmap)
-TOOL_PKGS=(nginx-light wrk curl jq python3-venv openssl tar)
+# python3-yaml: the integration tests read openapi.yaml through it (IntegerBoundsTests).
+TOOL_PKGS=(nginx-light wrk curl jq python3-venv python3-yaml openssl tar)
 PODMAN_PKGS=(podman runc uidmap)
 
 DOCKER_SOCK=/var/run/docker.sock
@@ -192,6 +201,29 @@ clean_stale_docker_pidfiles() {
     done
 }
 
+DOCKERD_ARGS=()
+
+# --fresh-docker-root: a dockerd already on a fresh root is kept (the script stays idempotent);
+# one on any other root is stopped, and the next start uses a new empty directory.
+use_fresh_docker_root() {
+    [ "${CI:-}" = true ] || die "--fresh-docker-root stops the running dockerd; it runs only with CI=true"
+    if ping_sock "$DOCKER_SOCK"; then
+        local root
+        root=$(curl -s --max-time 5 --unix-socket "$DOCKER_SOCK" http://localhost/info | jq -r .DockerRootDir)
+        case "$root" in /tmp/ociman-dockerd-root.*) return 0 ;; esac
+        local pid
+        pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+        [ -n "$pid" ] || die "dockerd answers on $DOCKER_SOCK with data root $root but /var/run/docker.pid is missing"
+        log "stopping dockerd (pid $pid, data root $root) for a fresh data root"
+        kill "$pid"
+        local i
+        for ((i = 0; i < 300; i++)); do pid_alive "$pid" || break; sleep 0.1; done
+        pid_alive "$pid" && die "dockerd (pid $pid) did not stop within 30 s"
+        ACTIONS+=("stopped dockerd on $root")
+    fi
+    DOCKERD_ARGS=(--data-root "$(mktemp -d /tmp/ociman-dockerd-root.XXXXXX)")
+}
+
 ensure_dockerd() {
     ping_sock "$DOCKER_SOCK" && return 0
     local pid="" attempt
@@ -208,8 +240,8 @@ ensure_dockerd() {
     for attempt in 1 2; do
         if [ -z "$pid" ]; then
             command -v dockerd >/dev/null || die "dockerd not found (is docker.io installed?)"
-            log "starting dockerd (log: $DOCKER_LOG)"
-            setsid dockerd >"$DOCKER_LOG" 2>&1 </dev/null &
+            log "starting dockerd ${DOCKERD_ARGS[*]} (log: $DOCKER_LOG)"
+            setsid dockerd "${DOCKERD_ARGS[@]}" >"$DOCKER_LOG" 2>&1 </dev/null &
             pid=$!
             disown "$pid" 2>/dev/null || true
         fi
@@ -366,6 +398,7 @@ run)
 full)
     ensure_pkgs "${BUILD_PKGS[@]}" "${ENGINE_PKGS[@]}" "${TOOL_PKGS[@]}"
     ensure_containers_conf
+    [ "$FRESH_DOCKER_ROOT" = 0 ] || use_fresh_docker_root
     ensure_dockerd
     ensure_podman_service
     ensure_image "$DOCKER_SOCK" docker docker

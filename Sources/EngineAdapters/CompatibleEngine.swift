@@ -66,7 +66,8 @@ extension CompatibleEngine {
             let configs = try await client.inspectNetwork(bridgeNetwork).ipam?.config ?? []
             return EngineInfo(
                 version: version, apiVersion: ping.apiVersion, rootless: rootless,
-                bridgeSubnets: configs.compactMap(\.subnet), hostGateway: configs.compactMap(\.gateway).first)
+                bridgeSubnets: configs.compactMap(\.subnet),
+                hostGateway: HostGateway.address(gateways: configs.compactMap(\.gateway), subnets: configs.compactMap(\.subnet)))
         }
     }
 

@@ -266,7 +266,7 @@ public final class EngineClient: Sendable {
             if pooled.channel.isActive { return pooled }
         }
         let bootstrap = ClientBootstrap(group: current ?? group.next())
-            .connectTimeout(.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            .connectTimeout(TimeAmount(timeout))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
@@ -332,9 +332,7 @@ private final class Deadline: Sendable {
     init(channel: any Channel, after timeout: Duration) {
         let state = OnceFlag()
         self.state = state
-        let nanoseconds = Int64(timeout.components.seconds) * 1_000_000_000
-            + timeout.components.attoseconds / 1_000_000_000
-        task = channel.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+        task = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             state.set()
             channel.close(promise: nil)
         }

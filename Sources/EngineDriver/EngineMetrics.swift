@@ -1,4 +1,5 @@
 import CoreMetrics
+import NIOCore
 
 /// Engine call latency, reported through swift-metrics under a label the client's owner picks:
 /// a histogram of the time from sending a request until its response head arrives (or the call
@@ -7,7 +8,7 @@ enum EngineMetrics {
     static func observe(_ request: EngineRequest, since start: ContinuousClock.Instant, label: String?) {
         guard let label else { return }
         let elapsed = ContinuousClock.now - start
-        let nanoseconds = elapsed.components.seconds * 1_000_000_000 + elapsed.components.attoseconds / 1_000_000_000
+        let nanoseconds = TimeAmount(elapsed).nanoseconds
         Timer(
             label: label,
             dimensions: [("method", request.method.rawValue), ("path", pathShape(request.path))]

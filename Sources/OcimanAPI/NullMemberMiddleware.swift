@@ -10,6 +10,11 @@ import OpenAPIRuntime
 /// the body is decoded or any handler runs. Members the schema does not declare are ignored, as
 /// the decoders ignore them.
 ///
+/// It also names the member when the generated decoding fails on an integer member whose JSON
+/// number is not a whole 64-bit one (`2^63`, `1.5`): Foundation's JSONDecoder reports that as
+/// "not valid JSON" without a coding path, which would tell the client nothing. The range given
+/// is the contract's; values within 64 bits are checked by the core (`IntegerBounds`).
+///
 /// Goes after `ProblemMiddleware`, which turns the thrown `OcimanError` into the problem document.
 public struct NullMemberMiddleware: ServerMiddleware {
     public init() {}
@@ -29,7 +34,16 @@ public struct NullMemberMiddleware: ServerMiddleware {
         if let field = Self.nullMember(in: bytes, schema: schema) {
             throw OcimanError.invalid(field: field, message: "must not be null; leave the member out instead")
         }
-        return try await next(request, HTTPBody(bytes), metadata)
+        do {
+            return try await next(request, HTTPBody(bytes), metadata)
+        } catch let error as ServerError where error.operationInput == nil {
+            // Decoding failed; only a failure without a path is worth a second look.
+            guard case .dataCorrupted(let context) = error.underlyingError as? DecodingError, context.codingPath.isEmpty,
+                let (field, number, range) = Self.unrepresentableInteger(in: bytes, schema: schema)
+            else { throw error }
+            let bounds = "between \(range.minimum.map(String.init) ?? "\(Int64.min)") and \(range.maximum.map(String.init) ?? "\(Int64.max)")"
+            throw OcimanError.invalid(field: field, message: "\(field) must be a whole number \(bounds), not \(number)")
+        }
     }
 
     static func isJSON(_ request: HTTPRequest) -> Bool {
@@ -43,32 +57,53 @@ public struct NullMemberMiddleware: ServerMiddleware {
         guard bytes.firstRange(of: Array("null".utf8)) != nil,
             let root = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed])
         else { return nil }
-        return find(in: root, schema: schema, at: "")
+        return find(in: root, schema: schema, at: "") { value, _ in value is NSNull }
     }
 
-    private static func find(in value: Any, schema: MemberSchema, at path: String) -> String? {
+    /// The path, JSON text and contract range of the first integer member whose number is not a
+    /// whole 64-bit one, or nil.
+    static func unrepresentableInteger(in bytes: [UInt8], schema: MemberSchema)
+        -> (field: String, number: String, range: IntegerRange)?
+    {
+        guard let root = try? JSONSerialization.jsonObject(with: Data(bytes), options: [.fragmentsAllowed]) else { return nil }
+        var found: (String, IntegerRange)?
+        guard let field = find(in: root, schema: schema, at: "", where: { value, memberSchema in
+            guard case .integer(let range) = memberSchema, let number = value as? NSNumber,
+                Int64(number.stringValue) == nil
+            else { return false }
+            found = (number.stringValue, range)
+            return true
+        }), let (number, range) = found else { return nil }
+        return (field, number, range)
+    }
+
+    /// The path of the first member, element or map value (in key order) for which `matches`
+    /// holds, given the schema it was declared with.
+    private static func find(
+        in value: Any, schema: MemberSchema, at path: String, where matches: (Any, MemberSchema) -> Bool
+    ) -> String? {
         func member(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
         switch schema {
         case .object(let members):
             guard let object = value as? [String: Any] else { return nil }
             for key in object.keys.sorted() {
                 guard let memberSchema = members[key] else { continue }
-                if object[key] is NSNull { return member(key) }
-                if let found = find(in: object[key]!, schema: memberSchema, at: member(key)) { return found }
+                if matches(object[key]!, memberSchema) { return member(key) }
+                if let found = find(in: object[key]!, schema: memberSchema, at: member(key), where: matches) { return found }
             }
         case .map(let values):
             guard let object = value as? [String: Any] else { return nil }
             for key in object.keys.sorted() {
-                if object[key] is NSNull { return member(key) }
-                if let found = find(in: object[key]!, schema: values, at: member(key)) { return found }
+                if matches(object[key]!, values) { return member(key) }
+                if let found = find(in: object[key]!, schema: values, at: member(key), where: matches) { return found }
             }
         case .array(let items):
             guard let array = value as? [Any] else { return nil }
             for (index, element) in array.enumerated() {
-                if element is NSNull { return "\(path)[\(index)]" }
-                if let found = find(in: element, schema: items, at: "\(path)[\(index)]") { return found }
+                if matches(element, items) { return "\(path)[\(index)]" }
+                if let found = find(in: element, schema: items, at: "\(path)[\(index)]", where: matches) { return found }
             }
-        case .scalar:
+        case .integer, .scalar:
             break
         }
         return nil
@@ -83,7 +118,14 @@ public struct NullMemberMiddleware: ServerMiddleware {
         /// `additionalProperties` with a schema: every value must match it.
         case map(MemberSchema)
         case array(MemberSchema)
+        /// `type: integer`, with the contract's `minimum`/`maximum`.
+        case integer(IntegerRange)
         case scalar
+    }
+
+    struct IntegerRange: Sendable, Equatable {
+        var minimum: Int?
+        var maximum: Int?
     }
 
     /// The JSON request body schema of each operation, by operation id.
@@ -119,6 +161,9 @@ public struct NullMemberMiddleware: ServerMiddleware {
             return .object(members)
         }
         if let items = node["items"] { return .array(memberSchema(items, components: components, depth: depth + 1)) }
+        if node["type"]?.value == "integer" {
+            return .integer(IntegerRange(minimum: node["minimum"].flatMap { Int($0.value) }, maximum: node["maximum"].flatMap { Int($0.value) }))
+        }
         if let values = node["additionalProperties"], !values.children.isEmpty {
             return .map(memberSchema(values, components: components, depth: depth + 1))
         }

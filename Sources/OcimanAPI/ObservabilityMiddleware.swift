@@ -1,5 +1,6 @@
 import CoreMetrics
 import HTTPTypes
+import OcimanCore
 import Logging
 import OpenAPIRuntime
 import Synchronization
@@ -205,8 +206,7 @@ final class HTTPMetrics: Sendable {
             return made
         }
         handles.requests.increment()
-        let (seconds, attoseconds) = headAfter.components
-        handles.duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        handles.duration.recordNanoseconds(headAfter.saturatingNanoseconds)
     }
 
     func streamEnded(route: String, outcome: StreamTracker.Outcome) {

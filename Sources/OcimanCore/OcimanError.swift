@@ -8,7 +8,7 @@ public enum OcimanError: Error, Sendable, CustomStringConvertible {
     case conflict(String)
     /// The engine cannot be reached or is down.
     case unavailable(String)
-    /// A wait ran out of time; carries what helps the client see why.
+    /// A wait, or an engine call, ran out of time (504); carries what helps the client see why.
     case timedOut(String, containerID: String? = nil, logs: [String] = [])
     /// A new container stopped before its readiness wait was met (409, with its last output).
     case exitedBeforeReady(String, containerID: String, logs: [String])
@@ -33,7 +33,9 @@ public enum OcimanError: Error, Sendable, CustomStringConvertible {
         case .conflict: self = .conflict(message)
         case .rejected: self = .invalid(field: nil, message: message)
         case .unavailable: self = .unavailable(message)
-        case .timedOut: self = .unavailable("the engine did not answer in time: \(message)")
+        // One rule (README, contract): an engine that cannot be reached is 503, one that was
+        // reached but gave no answer within --engine-timeout is 504.
+        case .timedOut: self = .timedOut("the engine did not answer in time: \(message)")
         case .failed: self = .engineFailure(message)
         }
     }

@@ -26,16 +26,17 @@ extension Runtime {
         if let session = spec.session { try sessions.requireActive(session) }
         let reference = try Self.parsedReference(spec.image, field: "image")
         let config = Self.createConfig(for: spec, now: Date())
-        let id = try await createResolvingImage(spec, reference: reference, config: config)
+        let id = try await createAndStart(spec, reference: reference, config: config)
 
         do {
-            try await start(id)
             if let wait = spec.wait {
                 try await awaitReadiness(id, wait, autoRemove: spec.autoRemove)
             }
         } catch {
             switch error {
-            case .timedOut, .exitedBeforeReady: break
+            // A readiness failure names the container so the client can look at it; anything
+            // else (an engine call that timed out included) leaves nothing behind.
+            case .timedOut(_, .some, _), .exitedBeforeReady: break
             default: await removeQuietly(id)
             }
             throw error
@@ -48,6 +49,50 @@ extension Runtime {
                 id: id, name: spec.name ?? "", image: spec.image,
                 state: ContainerState(status: "removed", running: false), labels: config.labels, ports: [],
                 ipAddress: nil, created: config.labels[ManagedLabels.created] ?? "")
+        }
+    }
+
+    /// Creates and starts the container; a container that fails to start is removed. A host port
+    /// the engine picks can be taken by another process between the engine's choice and its bind
+    /// (seen on Podman, about one run in 150: "address already in use"): that is not the client's
+    /// doing, so the run is tried again with a new container, and never answered 400.
+    private func createAndStart(
+        _ spec: RunSpec, reference: ImageReference, config: ContainerConfig
+    ) async throws(OcimanError) -> String {
+        var id = try await createResolvingImage(spec, reference: reference, config: config)
+        var attempt = 1
+        while true {
+            do {
+                try await start(id)
+                return id
+            } catch {
+                await removeQuietly(id)
+                guard Self.isEnginePickedPortRace(error, spec) else { throw error }
+                guard attempt < Self.hostPortAttempts else {
+                    throw .unavailable("the engine could not bind a free host port in \(attempt) attempts: \(error)")
+                }
+                attempt += 1
+                logger.info(
+                    "engine-picked host port was taken before the engine bound it; running again",
+                    metadata: ["attempt": "\(attempt)", "error": "\(error)"])
+            }
+            id = try await create(spec, config)
+        }
+    }
+
+    static let hostPortAttempts = 4
+
+    /// The start failed because a host address was in use, and no host port the client chose
+    /// is the one named (a taken fixed port is the client's 400).
+    static func isEnginePickedPortRace(_ error: OcimanError, _ spec: RunSpec) -> Bool {
+        guard case .invalid(field: nil, let message) = error, message.contains("address already in use"),
+            spec.publish.contains(where: { ($0.hostPort ?? 0) == 0 })
+        else { return false }
+        let fixedPorts = spec.publish.compactMap(\.hostPort).filter { $0 != 0 }
+        return !fixedPorts.contains { port in
+            message.ranges(of: ":\(port)").contains { range in
+                range.upperBound == message.endIndex || !message[range.upperBound].isNumber
+            }
         }
     }
 
@@ -184,9 +229,7 @@ extension Runtime {
     // MARK: - Stop, kill, wait, remove
 
     public func stop(_ id: String, timeoutSeconds: Int) async throws(OcimanError) {
-        guard timeoutSeconds >= 0 else {
-            throw .invalid(field: "timeout", message: "timeout must be 0 or more seconds, not \(timeoutSeconds)")
-        }
+        try OcimanError.checkBounds(timeoutSeconds, IntegerBounds.stopTimeoutSeconds, field: "timeout")
         try await onContainer(id) { try await engine.stopContainer(id, timeoutSeconds: timeoutSeconds) }
     }
 
@@ -225,9 +268,7 @@ extension Runtime {
 
     /// Waits for the condition and answers the exit code; 504 after `timeoutSeconds`.
     public func wait(_ id: String, condition: ContainerWaitCondition, timeoutSeconds: Int?) async throws(OcimanError) -> Int {
-        if let timeoutSeconds, timeoutSeconds < 1 {
-            throw .invalid(field: "timeout", message: "timeout must be at least 1 second, not \(timeoutSeconds)")
-        }
+        try OcimanError.checkBounds(timeoutSeconds, IntegerBounds.waitTimeoutSeconds, field: "timeout")
         let engine = self.engine
         let code = try await onContainer(id) {
             try await Self.withDeadline(timeoutSeconds.map { .seconds($0) }) {

@@ -140,9 +140,7 @@ extension Runtime {
                 throw .invalid(field: "workdir", message: "workdir must be an absolute path, not \"\(workdir)\"")
             }
         }
-        if let seconds = options.timeoutSeconds, seconds < 1 {
-            throw .invalid(field: "timeout_seconds", message: "timeout_seconds must be at least 1, not \(seconds)")
-        }
+        try OcimanError.checkBounds(options.timeoutSeconds, IntegerBounds.execTimeoutSeconds, field: "timeout_seconds")
     }
 
     /// Creates the exec session: 404 for an unknown container, 409 for one that is not running.

@@ -42,12 +42,8 @@ extension Runtime {
     /// starts); the stream then ends when the engine's output ends — for `follow`, when the
     /// container stops. A consumer that stops iterating cancels the engine request.
     public func logs(_ id: String, _ options: LogOptions) async throws(OcimanError) -> AsyncThrowingStream<LogLine, any Error> {
-        if let tail = options.tail, tail < 0 {
-            throw .invalid(field: "tail", message: "tail must be 0 or more, not \(tail)")
-        }
-        if let since = options.since, since < 0 {
-            throw .invalid(field: "since", message: "since must be a Unix time in seconds (0 or more), not \(since)")
-        }
+        try OcimanError.checkBounds(options.tail, IntegerBounds.logTail, field: "tail")
+        try OcimanError.checkBounds(options.since, IntegerBounds.logSince, field: "since")
         let lines = try await OcimanError.wrap("container \(id)") { try await engine.containerLogs(id, options) }
         return .decoding(lines, with: FailureConversion(context: "logs of container \(id)"))
     }

@@ -18,7 +18,7 @@ import Synchronization
 /// containers are left alone rather than risk removing live ones.
 public final class SessionStore: Sendable {
     /// Allowed `lease_seconds` (the contract's bounds).
-    public static let leaseRange = 1...86400
+    public static let leaseRange = IntegerBounds.leaseSeconds
 
     public struct Session: Sendable, Equatable {
         public let id: String
@@ -156,11 +156,7 @@ public final class SessionStore: Sendable {
     }
 
     private static func validate(_ leaseSeconds: Int) throws(OcimanError) {
-        guard leaseRange.contains(leaseSeconds) else {
-            throw .invalid(
-                field: "lease_seconds",
-                message: "must be between \(leaseRange.lowerBound) and \(leaseRange.upperBound), got \(leaseSeconds)")
-        }
+        try OcimanError.checkBounds(leaseSeconds, leaseRange, field: "lease_seconds")
     }
 
     static func unknown(_ id: String) -> OcimanError {

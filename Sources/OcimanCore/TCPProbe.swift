@@ -42,7 +42,7 @@ public enum TCPProbe {
     }
 
     private static func nanoseconds(_ duration: Duration) -> Int64 {
-        duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000
+        duration.saturatingNanoseconds
     }
 }
 

@@ -162,7 +162,8 @@ struct Ocimand: AsyncParsableCommand {
             configuration: .init(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
             // Observability first so it logs the 401s; the token check before any handler or body decoding.
             middlewares: [ObservabilityMiddleware(logger: logger, metricsFactory: metrics)]
-                + (settings.token.map { [SecurityMiddleware(token: $0)] } ?? []) + [ProblemMiddleware(), ExecStdinMiddleware(memberLimit: Int(jsonLimit)), NullMemberMiddleware()]
+                + (settings.token.map { [SecurityMiddleware(token: $0)] } ?? [])
+                + [ProblemMiddleware(), PathParameterMiddleware(), ExecStdinMiddleware(memberLimit: Int(jsonLimit)), NullMemberMiddleware()]
         )
         metrics.addGauge(MetricNames.connectionsOpen) { [server] in server.openConnectionCount }
         let bound: ListenAddress
@@ -178,11 +179,26 @@ struct Ocimand: AsyncParsableCommand {
 
         let signal = await Self.waitForTerminationSignal()
         logger.info("shutting down", metadata: ["signal": "\(signal)", "in_flight": "\(server.inFlightRequestCount)"])
-        await server.shutdown(gracePeriod: .seconds(settings.shutdownGraceSeconds))
-        await runtime.endRunningExecs()
-        await reaper.stop()
-        podmanService?.stop()
+        // Whatever state it is in, the process ends within the grace plus a second: every step
+        // below is bounded by the grace, and a hard deadline backs them up.
+        let grace = Duration.seconds(settings.shutdownGraceSeconds)
+        let deadline = ContinuousClock.now + grace
+        ShutdownDeadline.arm(after: grace + .milliseconds(900), logger: logger) {
+            if let pid = podmanService?.pid { kill(pid, SIGKILL) }
+        }
+        // The reaper serves no client: it stops while requests get their grace.
+        let reaperStopped = ShutdownDeadline.start { await reaper.stop() }
+        await server.shutdown(gracePeriod: grace)
+        // Execs still running have lost their readers; ending them gets what is left of the grace,
+        // and at least a moment when requests used all of it.
+        await ShutdownDeadline.start { await runtime.endRunningExecs() }
+            .wait(until: max(deadline, ContinuousClock.now + .milliseconds(400)))
+        // A reaper pass stuck in an engine call is not waited for past the deadline.
+        await reaperStopped.wait(until: deadline)
+        podmanService?.stop(grace: max(.milliseconds(300), ContinuousClock.now.duration(to: deadline)))
         logger.info("stopped")
+        // Returning is not enough: SwiftNIO's event-loop threads would keep the process alive.
+        Glibc.exit(0)
     }
 
     private static func selectBackend(

@@ -36,17 +36,23 @@ struct Settings {
         func value(_ flag: String?, _ variable: String) -> String? {
             flag ?? environment[variable].flatMap { $0.isEmpty ? nil : $0 }
         }
-        func number<T: FixedWidthInteger>(_ flag: T?, _ variable: String, default fallback: T, minimum: T = 0) throws -> T {
+        // Every number has a maximum too: seconds near Int.max overflow once they become deadlines.
+        func number<T: FixedWidthInteger>(
+            _ flag: T?, _ variable: String, default fallback: T, minimum: T = 0, maximum: T = T.max
+        ) throws -> T {
             if let flag {
-                guard flag >= minimum else { throw Failure("\(variable) must be at least \(minimum)") }
+                guard flag >= minimum, flag <= maximum else {
+                    throw Failure("\(variable) must be between \(minimum) and \(maximum), not \(flag)")
+                }
                 return flag
             }
             guard let text = environment[variable], !text.isEmpty else { return fallback }
-            guard let parsed = T(text), parsed >= minimum else {
-                throw Failure("invalid \(variable) \"\(text)\": expected a whole number ≥ \(minimum)")
+            guard let parsed = T(text), parsed >= minimum, parsed <= maximum else {
+                throw Failure("invalid \(variable) \"\(text)\": expected a whole number from \(minimum) to \(maximum)")
             }
             return parsed
         }
+        let day = 86_400
 
         let listenText = value(command.listen, "OCIMAN_LISTEN") ?? "127.0.0.1:8420"
         do {
@@ -61,7 +67,7 @@ struct Settings {
         if case .inherited = listen { socketActivated = true } else { socketActivated = false }
         // An empty OCIMAN_BACKEND is invalid (SPEC §3), so it is passed through, not dropped.
         backendOverride = command.backend
-        engineTimeoutSeconds = try number(command.engineTimeout, "OCIMAN_ENGINE_TIMEOUT", default: 30, minimum: 1)
+        engineTimeoutSeconds = try number(command.engineTimeout, "OCIMAN_ENGINE_TIMEOUT", default: 30, minimum: 1, maximum: day)
         let rootsFromEnvironment = (environment["OCIMAN_CONTEXT_ROOTS"] ?? "").split(separator: ":").map(String.init)
         contextRoots = command.contextRoot.isEmpty ? rootsFromEnvironment : command.contextRoot
         let modeText = value(command.socketMode, "OCIMAN_SOCKET_MODE") ?? "600"
@@ -69,13 +75,13 @@ struct Settings {
             throw Failure("invalid socket mode \"\(modeText)\": expected octal such as 600 or 660")
         }
         socketMode = mode
-        idleTimeoutSeconds = try number(command.idleTimeout, "OCIMAN_IDLE_TIMEOUT", default: 60, minimum: 1)
+        idleTimeoutSeconds = try number(command.idleTimeout, "OCIMAN_IDLE_TIMEOUT", default: 60, minimum: 1, maximum: day)
         maxConnections = try number(command.maxConnections, "OCIMAN_MAX_CONNECTIONS", default: 1024, minimum: 1)
         maxConnectionsPerClient = try number(command.maxConnectionsPerClient, "OCIMAN_MAX_CONNECTIONS_PER_CLIENT", default: 64)
         headerTimeoutSeconds = try number(command.headerTimeout, "OCIMAN_HEADER_TIMEOUT", default: 10, minimum: 1)
         maxBody = try number(command.maxBody, "OCIMAN_MAX_BODY", default: 1 << 20, minimum: 1)
         maxTarBody = try number(command.maxTarBody, "OCIMAN_MAX_TAR_BODY", default: 8 << 30, minimum: 1)
-        shutdownGraceSeconds = try number(command.shutdownGrace, "OCIMAN_SHUTDOWN_GRACE", default: 10)
+        shutdownGraceSeconds = try number(command.shutdownGrace, "OCIMAN_SHUTDOWN_GRACE", default: 10, maximum: 3_600)
         let levelText = value(command.logLevel, "OCIMAN_LOG_LEVEL") ?? "info"
         guard let level = Logger.Level(rawValue: levelText) else {
             throw Failure("invalid log level \"\(levelText)\": expected trace, debug, info, notice, warning, error or critical")
@@ -84,7 +90,7 @@ struct Settings {
         // Unprivileged users (rootless Podman) cannot write /var/lib.
         let userStateHome = value(nil, "XDG_STATE_HOME") ?? (environment["HOME"] ?? "") + "/.local/state"
         stateDirectory = value(command.stateDir, "OCIMAN_STATE_DIR") ?? (geteuid() == 0 ? "/var/lib/ociman" : userStateHome + "/ociman")
-        reapIntervalSeconds = try number(command.reapInterval, "OCIMAN_REAP_INTERVAL", default: 1, minimum: 1)
+        reapIntervalSeconds = try number(command.reapInterval, "OCIMAN_REAP_INTERVAL", default: 1, minimum: 1, maximum: day)
         let formatText = value(command.logFormat, "OCIMAN_LOG_FORMAT") ?? "text"
         guard let format = Observability.LogFormat(rawValue: formatText) else {
             throw Failure("invalid log format \"\(formatText)\": expected text or json")
@@ -98,7 +104,7 @@ struct Settings {
         }
         allowedOrigins = list(command.allowOrigin, "OCIMAN_ALLOW_ORIGINS")
         allowedHosts = list(command.allowHost, "OCIMAN_ALLOW_HOSTS")
-        requestTimeoutSeconds = try number(command.requestTimeout, "OCIMAN_REQUEST_TIMEOUT", default: 60, minimum: 1)
+        requestTimeoutSeconds = try number(command.requestTimeout, "OCIMAN_REQUEST_TIMEOUT", default: 60, minimum: 1, maximum: day)
         podmanService = value(command.podmanService, "OCIMAN_PODMAN_SERVICE") ?? "auto"
         guard ["auto", "private"].contains(podmanService) else {
             throw Failure("invalid podman service \"\(podmanService)\": expected auto or private")

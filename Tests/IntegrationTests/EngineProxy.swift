@@ -5,7 +5,9 @@ import Synchronization
 /// makes the engine vanish for whoever uses the relay (connections cut, socket file gone) without
 /// touching the engine other tests share, `start()` brings it back on the same path. It also
 /// notes the last request line sent on each open connection, so a test can ask the engine side
-/// whether a long request (a wait, a followed log) is still there.
+/// whether a long request (a wait, a followed log) is still there. `freeze()` makes the engine
+/// hang (connections stay open, nothing is relayed) and `failNext` answers chosen requests with a
+/// canned engine error instead of relaying them.
 final class EngineProxy: Sendable {
     let path: String
     let upstream: String
@@ -21,6 +23,17 @@ final class EngineProxy: Sendable {
         var listener: Int32 = -1
         var links: [Int: Link] = [:]
         var nextID = 0
+        var frozen = false
+        /// Every request line relayed towards the engine, in order.
+        var seen: [String] = []
+        var failures: [Failure] = []
+    }
+
+    /// Requests whose request line contains `matching` are answered `response` (`count` times).
+    private struct Failure {
+        var matching: String
+        var response: [UInt8]
+        var count: Int
     }
 
     private let state = Mutex(State())
@@ -66,6 +79,21 @@ final class EngineProxy: Sendable {
         }
     }
 
+    /// A hung engine: bytes already sent or sent from now on are held, not relayed, until `thaw()`.
+    func freeze() { state.withLock { $0.frozen = true } }
+    func thaw() { state.withLock { $0.frozen = false } }
+
+    /// Answers the next `count` requests whose request line contains `matching` with `status` and
+    /// a JSON body `{"message": message}` (how both engines word errors), without relaying them.
+    func failNext(_ count: Int, matching: String, status: Int, message: String) {
+        let body = try! JSONSerialization.data(withJSONObject: ["message": message])
+        let head = "HTTP/1.1 \(status) Injected\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n"
+        state.withLock { $0.failures.append(Failure(matching: matching, response: Array(head.utf8) + Array(body), count: count)) }
+    }
+
+    /// Every request line sent towards the engine so far.
+    var seenRequests: [String] { state.withLock { $0.seen } }
+
     /// The last request line of each connection still open (a pooled idle connection shows the
     /// request it served last).
     var openRequests: [String] { state.withLock { $0.links.values.compactMap(\.lastRequest) } }
@@ -109,11 +137,29 @@ final class EngineProxy: Sendable {
         while true {
             let count = read(source, &buffer, buffer.count)
             if count <= 0 { break }
+            while state.withLock({ $0.frozen && $0.links[id] != nil }) { usleep(20_000) }
             if towardsEngine {
                 let text = String(decoding: buffer[0..<min(count, 512)], as: UTF8.self)
                 let firstLine = text.split(separator: "\r\n", maxSplits: 1).first.map(String.init) ?? ""
                 let methods = ["GET ", "POST ", "PUT ", "DELETE ", "HEAD "]
-                if methods.contains(where: firstLine.hasPrefix) { state.withLock { $0.links[id]?.lastRequest = firstLine } }
+                if methods.contains(where: firstLine.hasPrefix) {
+                    state.withLock { state in
+                        state.links[id]?.lastRequest = firstLine
+                        state.seen.append(firstLine)
+                    }
+                }
+                // Only requests without a body are failed this way (the whole request is in this read).
+                let canned: [UInt8]? = state.withLock { state in
+                    guard let index = state.failures.firstIndex(where: { $0.count > 0 && firstLine.contains($0.matching) }) else {
+                        return nil
+                    }
+                    state.failures[index].count -= 1
+                    return state.failures[index].response
+                }
+                if let canned {
+                    _ = canned.withUnsafeBytes { write(source, $0.baseAddress, $0.count) }
+                    continue
+                }
             }
             var offset = 0
             while offset < count {

@@ -156,9 +156,9 @@ struct ResilienceTests {
         var endpoint: String { proxy.endpoint }
         func takeDown() async { proxy.stop() }
         func bringBack() async throws { try proxy.start() }
-        // A relay cannot freeze dockerd; the hang case is covered on Podman.
-        func freeze() async {}
-        func thaw() async {}
+        // The relay holds every byte: to ocimand, dockerd hangs.
+        func freeze() async { proxy.freeze() }
+        func thaw() async { proxy.thaw() }
         func tearDown() async { proxy.stop() }
     }
 
@@ -234,20 +234,27 @@ struct ResilienceTests {
         }
     }
 
-    @Test("engine hangs: answers within the engine timeout, /ready within 2 s; recovered when it resumes")
-    func engineHangs() async throws {
-        try #require(TestEngines.available.contains("podman"))
-        let outage = try await PrivatePodman()
+    @Test(
+        "engine hangs: 504 after the engine timeout (503 only when unreachable), /ready 503 within 2 s; recovered when it resumes",
+        arguments: TestEngines.available)
+    func engineHangs(engine: String) async throws {
+        let outage = try await Self.outage(for: engine)
         try await Self.tearingDown(outage) {
-            try await Self.withOcimandOn(outage, engine: "podman", arguments: ["--engine-timeout", "3"]) { _, client in
+            try await Self.withOcimandOn(outage, engine: engine, arguments: ["--engine-timeout", "3"]) { server, client in
                 #expect(try await client.get("/ready").status == 200)
                 await outage.freeze()
                 let (ready, readyTook) = try await Self.timed(client, "/ready")
                 #expect(ready == 503)
                 #expect(readyTook < .seconds(4), "/ready took \(readyTook)")
-                let (list, listTook) = try await Self.timed(client, "/containers")
-                #expect(list == 503)
-                #expect(listTook >= .seconds(2) && listTook < .seconds(6), "list took \(listTook)")
+                // One rule (README, contract): reached but no answer within --engine-timeout is 504.
+                for path in ["/containers", "/containers/nope", "/images"] {
+                    let (status, took) = try await Self.timed(client, path)
+                    #expect(status == 504, "\(path)")
+                    #expect(took >= .seconds(2) && took < .seconds(6), "\(path) took \(took)")
+                }
+                let problem = try await client.get("/containers")
+                #expect(problem.header("Content-Type") == "application/problem+json")
+                #expect(processExists(server.processIdentifier))
                 await outage.thaw()
                 #expect(await eventually(timeout: .seconds(10)) { (try? await client.get("/ready").status) == 200 })
                 #expect(try await client.get("/containers").status == 200)

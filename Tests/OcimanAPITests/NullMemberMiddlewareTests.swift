@@ -82,3 +82,45 @@ import Testing
         #expect(text == #"{"reference":"a"}"#)
     }
 }
+
+@Suite("Integer members the decoder cannot read")
+struct UnrepresentableIntegerTests {
+    static func found(_ body: String, operation: String) throws -> (String, String, NullMemberMiddleware.IntegerRange)? {
+        let schema = try #require(NullMemberMiddleware.requestSchemas[operation])
+        return NullMemberMiddleware.unrepresentableInteger(in: Array(body.utf8), schema: schema).map { ($0.field, $0.number, $0.range) }
+    }
+
+    @Test("integer members carry the contract's range")
+    func schemaKnowsIntegers() throws {
+        guard case .object(let run) = try #require(NullMemberMiddleware.requestSchemas["runContainer"]) else {
+            Issue.record("runContainer is not an object schema")
+            return
+        }
+        #expect(run["ttl_seconds"] == .integer(.init(minimum: 1, maximum: 31_536_000)))
+        guard case .array(.object(let publish)) = try #require(run["publish"]) else {
+            Issue.record("publish is not an array of objects")
+            return
+        }
+        #expect(publish["host_port"] == .integer(.init(minimum: 0, maximum: 65_535)))
+    }
+
+    @Test(arguments: [
+        ("runContainer", #"{"image":"x","ttl_seconds":9223372036854775808}"#, "ttl_seconds", "9223372036854775808"),
+        ("runContainer", #"{"image":"x","publish":[{"container_port":80},{"container_port":1.5}]}"#, "publish[1].container_port", "1.5"),
+        ("runContainer", #"{"image":"x","wait":{"timeout_seconds":5,"log":{"pattern":"a","occurrences":1e30}}}"#, "wait.log.occurrences", "1e+30"),
+        ("createSession", #"{"lease_seconds":-9223372036854775809}"#, "lease_seconds", nil),
+    ] as [(String, String, String, String?)])
+    func findsIt(operation: String, body: String, field: String, number: String?) throws {
+        let found = try #require(try Self.found(body, operation: operation))
+        #expect(found.0 == field)
+        if let number { #expect(found.1 == number) }
+    }
+
+    @Test("whole 64-bit numbers are left to the core", arguments: [
+        #"{"image":"x","ttl_seconds":9223372036854775807}"#, #"{"image":"x","ttl_seconds":-9223372036854775808}"#,
+        #"{"image":"x","ttl_seconds":0}"#, #"{"image":"x","name":"1.5"}"#,
+    ])
+    func leavesWholeNumbers(body: String) throws {
+        #expect(try Self.found(body, operation: "runContainer") == nil)
+    }
+}

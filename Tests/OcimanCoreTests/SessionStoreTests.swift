@@ -79,7 +79,7 @@ struct SessionStoreTests {
                 continue
             }
             #expect(field == "lease_seconds")
-            #expect(message == "must be between 1 and 86400, got \(lease)")
+            #expect(message == "lease_seconds must be between 1 and 86400, not \(lease)")
         }
     }
 

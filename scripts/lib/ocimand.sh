@@ -2,6 +2,7 @@
 # debug build on a free loopback port for one engine, wait until it is ready, stop it.
 #
 #   ocimand_start ENGINE LOGFILE [ocimand arguments...]   sets OCIMAND_PID and OCIMAND_URL
+#   ocimand_alive                                         the process started last runs and answers /health
 #   ocimand_stop                                          SIGTERM, then wait (exits 0 when graceful)
 
 OCIMAND_BINARY=${OCIMAND_BINARY:-.build/debug/ocimand}
@@ -27,6 +28,11 @@ ocimand_start() {
         fi
         sleep 0.1
     done
+}
+
+ocimand_alive() {
+    [[ -n $OCIMAND_PID ]] && kill -0 "$OCIMAND_PID" 2>/dev/null \
+        && curl -sf --max-time 10 "$OCIMAND_URL/health" >/dev/null
 }
 
 ocimand_stop() {

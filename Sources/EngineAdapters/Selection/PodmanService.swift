@@ -59,14 +59,22 @@ public final class PodmanService: Sendable {
 
     public var pid: Int32? { state.withLock { $0.process?.processIdentifier } }
 
-    public func stop() {
+    /// SIGTERM, then SIGKILL when it has not exited within `grace`: a service that hangs (or is
+    /// stopped) must not hold up ocimand's own exit.
+    public func stop(grace: Duration = .seconds(5)) {
         let process = state.withLock { state -> Process? in
             state.stopping = true
             return state.process
         }
         if let process, process.isRunning {
             process.terminate()
-            process.waitUntilExit()
+            let deadline = ContinuousClock.now + grace
+            while process.isRunning, ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.02) }
+            if process.isRunning {
+                logger.warning("private podman service ignored SIGTERM; killing it", metadata: ["pid": "\(process.processIdentifier)"])
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
         }
         try? FileManager.default.removeItem(atPath: directory)
     }

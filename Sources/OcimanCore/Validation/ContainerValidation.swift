@@ -34,9 +34,7 @@ extension Validation {
         }
         if let user = spec.user { try self.user(user) }
         if let wait = spec.wait { try readinessWait(wait, publish: spec.publish) }
-        if let ttl = spec.ttlSeconds, ttl < 1 {
-            throw ValidationError(field: "ttl_seconds", message: "ttl_seconds must be at least 1, not \(ttl)")
-        }
+        if let ttl = spec.ttlSeconds { try IntegerBounds.check(ttl, IntegerBounds.ttlSeconds, field: "ttl_seconds") }
         if let session = spec.session { try sessionID(session) }
     }
 
@@ -48,13 +46,8 @@ extension Validation {
     }
 
     public static func publish(_ publish: PublishSpec, field: String) throws(ValidationError) {
-        guard (1...65_535).contains(publish.containerPort) else {
-            throw ValidationError(
-                field: "\(field).container_port", message: "container port must be 1–65535, not \(publish.containerPort)")
-        }
-        if let hostPort = publish.hostPort, !(0...65_535).contains(hostPort) {
-            throw ValidationError(field: "\(field).host_port", message: "host port must be 0–65535, not \(hostPort)")
-        }
+        try IntegerBounds.check(publish.containerPort, IntegerBounds.containerPort, field: "\(field).container_port")
+        if let hostPort = publish.hostPort { try IntegerBounds.check(hostPort, IntegerBounds.hostPort, field: "\(field).host_port") }
         if let hostIP = publish.hostIP, IPAddressKind(literal: hostIP) == nil {
             throw ValidationError(
                 field: "\(field).host_ip", message: "host IP must be a literal IPv4 or IPv6 address, not \"\(hostIP)\"")
@@ -85,13 +78,9 @@ extension Validation {
     }
 
     public static func readinessWait(_ wait: ReadinessWait, publish: [PublishSpec]) throws(ValidationError) {
-        guard wait.timeoutSeconds >= 1 else {
-            throw ValidationError(field: "wait.timeout_seconds", message: "timeout_seconds must be at least 1, not \(wait.timeoutSeconds)")
-        }
+        try IntegerBounds.check(wait.timeoutSeconds, IntegerBounds.readinessTimeoutSeconds, field: "wait.timeout_seconds")
         if let port = wait.tcpPort {
-            guard (1...65_535).contains(port) else {
-                throw ValidationError(field: "wait.tcp_port", message: "tcp_port must be 1–65535, not \(port)")
-            }
+            try IntegerBounds.check(port, IntegerBounds.containerPort, field: "wait.tcp_port")
             guard publish.contains(where: { $0.containerPort == port && $0.protocol == .tcp }) else {
                 throw ValidationError(
                     field: "wait.tcp_port", message: "container port \(port)/tcp is not in publish, so the host cannot reach it")
@@ -106,9 +95,7 @@ extension Validation {
             } catch {
                 throw ValidationError(field: "wait.log.pattern", message: "invalid regular expression: \(error)")
             }
-            guard log.occurrences >= 1 else {
-                throw ValidationError(field: "wait.log.occurrences", message: "occurrences must be at least 1, not \(log.occurrences)")
-            }
+            try IntegerBounds.check(log.occurrences, IntegerBounds.logOccurrences, field: "wait.log.occurrences")
         }
         if let command = wait.exec {
             guard !command.isEmpty else {
