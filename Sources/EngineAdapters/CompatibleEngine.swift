@@ -13,6 +13,8 @@ protocol CompatibleEngine: ContainerEngine {
     var version: EngineVersionCache { get }
     /// The network containers join by default.
     var bridgeNetwork: String { get }
+    /// Whether a commit must send an empty config body (Podman) rather than none (Docker).
+    var commitsWithEmptyConfig: Bool { get }
     /// Each engine reports rootless mode in its own place.
     func isRootless() async throws -> Bool
 }
@@ -72,6 +74,16 @@ extension CompatibleEngine {
     }
 
     // MARK: Containers
+
+    /// The request's `pause` is sent as given: Docker pauses by default, Podman does not.
+    func commitContainer(_ id: String, repository: String, tag: String, pause: Bool, changes: [String]) async throws
+        -> String
+    {
+        try await classified {
+            try await client.commitContainer(
+                id, repository: repository, tag: tag, pause: pause, changes: changes, emptyConfig: commitsWithEmptyConfig)
+        }
+    }
 
     /// Both engines answer a name in use with 409 when they see it themselves.
     func createCompatContainer(_ config: ContainerConfig) async throws -> String {

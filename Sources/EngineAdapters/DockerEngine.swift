@@ -6,6 +6,7 @@ import OcimanCore
 final class DockerEngine: CompatibleEngine {
     let client: EngineClient
     let kind = BackendKind.docker
+    let commitsWithEmptyConfig = false
     let speaksLibpod = false
     let bridgeNetwork = "bridge"
     let version = EngineVersionCache()
@@ -54,15 +55,6 @@ final class DockerEngine: CompatibleEngine {
         }
     }
 
-    /// Docker pauses by default; the request's choice is sent as given.
-    func commitContainer(_ id: String, repository: String, tag: String, pause: Bool, changes: [String]) async throws
-        -> String
-    {
-        try await classified {
-            try await client.commitContainer(
-                id, repository: repository, tag: tag, pause: pause, changes: changes, emptyConfig: false)
-        }
-    }
 
     /// Docker answers 409 for a container that is not running.
     func createExec(in container: String, _ options: ExecOptions) async throws -> String {

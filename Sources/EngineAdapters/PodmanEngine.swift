@@ -10,6 +10,7 @@ import Synchronization
 final class PodmanEngine: CompatibleEngine {
     let client: EngineClient
     let kind = BackendKind.podman
+    let commitsWithEmptyConfig = true
     let speaksLibpod = true
     let bridgeNetwork = "podman"
     let version = EngineVersionCache()
@@ -100,15 +101,6 @@ final class PodmanEngine: CompatibleEngine {
         }
     }
 
-    /// Podman does not pause by default; the request's choice is sent as given.
-    func commitContainer(_ id: String, repository: String, tag: String, pause: Bool, changes: [String]) async throws
-        -> String
-    {
-        try await classified {
-            try await client.commitContainer(
-                id, repository: repository, tag: tag, pause: pause, changes: changes, emptyConfig: true)
-        }
-    }
 
     /// A stopped container is a 500 ("container state improper") on Podman.
     func createExec(in container: String, _ options: ExecOptions) async throws -> String {
