@@ -76,16 +76,8 @@ public final class EngineClient: Sendable {
         }
         let started = ContinuousClock.now
         defer { EngineMetrics.observe(request, since: started, label: latencyMetric) }
-        // The head first: making it may ping the engine, which must not hold a pooled connection.
-        let requestHead = try await head(for: request)
-        let timeout = request.timeout ?? defaultTimeout
-        let connection = try await acquire(timeout: timeout)
-        let channel = connection.channel
-        let answer = channel.eventLoop.makePromise(of: CollectedResponse.self)
-        let deadline = Deadline(channel: channel, after: timeout)
-        _ = write(request, head: requestHead, on: connection,
-                  sink: .collecting(answer))
-        let collected = try await awaitAnswer(answer.futureResult, on: channel, deadline: deadline, request, timeout)
+        let call = try await begin(request, sink: ResponseSink.collecting)
+        let collected = try await call.answer()
         let status = Int(collected.head.status.code)
         let body = Array(collected.body.readableBytesView)
         if status >= 300 { throw EngineError.from(status: status, body: body) }
@@ -97,18 +89,13 @@ public final class EngineClient: Sendable {
     public func stream(_ request: EngineRequest) async throws -> EngineStream {
         let started = ContinuousClock.now
         defer { EngineMetrics.observe(request, since: started, label: latencyMetric) }
-        let requestHead = try await head(for: request)
-        let timeout = request.timeout ?? defaultTimeout
-        let connection = try await acquire(timeout: timeout)
-        let channel = connection.channel
-        let headPromise = channel.eventLoop.makePromise(of: StreamedResponseHead.self)
-        let deadline = Deadline(channel: channel, after: timeout)
-        let headWritten = write(request, head: requestHead, on: connection, sink: .streaming(headPromise))
+        let call = try await begin(request, sink: ResponseSink.streaming)
+        let channel = call.channel
 
         if case .stream(_, let chunks) = request.body {
             do {
                 // Writes from this task and from the loop are not ordered with each other.
-                try await headWritten.get()
+                try await call.headWritten.get()
                 // Each chunk is on the socket before the next is pulled: a 1 GiB upload stays flat.
                 for try await chunk in chunks {
                     try await channel.writeAndFlush(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: chunk)))).get()
@@ -124,7 +111,7 @@ public final class EngineClient: Sendable {
             }
         }
 
-        let response = try await awaitAnswer(headPromise.futureResult, on: channel, deadline: deadline, request, timeout)
+        let response = try await call.answer()
         let status = Int(response.head.status.code)
         if status >= 400 {
             throw EngineError.from(status: status, body: try await response.body.collect())
@@ -132,25 +119,22 @@ public final class EngineClient: Sendable {
         return EngineStream(status: status, headers: response.head.headers, body: response.body)
     }
 
-    /// Waits for what the engine answers (the head, or the whole response) within the deadline;
-    /// a cancelled task closes the connection, which ends the wait and the engine operation.
-    private func awaitAnswer<Answer: Sendable>(
-        _ answer: EventLoopFuture<Answer>, on channel: any Channel, deadline: Deadline,
-        _ request: EngineRequest, _ timeout: Duration
-    ) async throws -> Answer {
-        do {
-            let value = try await withTaskCancellationHandler {
-                try await answer.get()
-            } onCancel: {
-                channel.close(promise: nil)
-            }
-            deadline.cancel()
-            return value
-        } catch {
-            deadline.cancel()
-            if deadline.fired { throw EngineError.timeout("\(request.method) \(request.path) after \(timeout)") }
-            throw error
-        }
+    /// Every pooled request starts the same way: the head first (making it may ping the engine,
+    /// which must not hold a pooled connection), then a connection, the deadline for the answer,
+    /// and the request handed to the connection's loop.
+    private func begin<Answer: Sendable>(
+        _ request: EngineRequest, sink: (EventLoopPromise<Answer>) -> ResponseSink
+    ) async throws -> PendingAnswer<Answer> {
+        let requestHead = try await head(for: request)
+        let timeout = request.timeout ?? defaultTimeout
+        let connection = try await acquire(timeout: timeout)
+        let channel = connection.channel
+        let answer = channel.eventLoop.makePromise(of: Answer.self)
+        var pending = PendingAnswer(
+            channel: channel, future: answer.futureResult, deadline: Deadline(channel: channel, after: timeout),
+            what: "\(request.method) \(request.path) after \(timeout)")
+        pending.headWritten = write(request, head: requestHead, on: connection, sink: sink(answer))
+        return pending
     }
 
     private func head(for request: EngineRequest) async throws -> HTTPRequestHead {
@@ -220,20 +204,20 @@ public final class EngineClient: Sendable {
         var buffer = channel.allocator.buffer(capacity: text.utf8.count + bodyBytes.count)
         buffer.writeString(text)
         buffer.writeBytes(bodyBytes)
-        let deadline = Deadline(channel: channel, after: timeout)
+        let pending = PendingAnswer(
+            channel: channel, future: headPromise.futureResult, deadline: Deadline(channel: channel, after: timeout),
+            what: "\(request.method) \(request.path) after \(timeout)")
         let requestBytes = buffer
-        try await channel.pipeline.handler(type: RawStreamHandler.self).flatMap { handler in
-            handler.expectHead(headPromise)
-            return channel.writeAndFlush(requestBytes)
-        }.get()
         let head: HijackHead
         do {
-            head = try await headPromise.futureResult.get()
-            deadline.cancel()
+            try await channel.pipeline.handler(type: RawStreamHandler.self).flatMap { handler in
+                handler.expectHead(headPromise)
+                return channel.writeAndFlush(requestBytes)
+            }.get()
+            head = try await pending.answer()
         } catch {
-            deadline.cancel()
+            // The connection is this request's alone: nothing else will close it.
             channel.close(promise: nil)
-            if deadline.fired { throw EngineError.timeout("\(request.method) \(request.path) after \(timeout)") }
             throw error
         }
         if head.status >= 300 {
@@ -321,6 +305,44 @@ public final class EngineClient: Sendable {
 struct PooledConnection: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<ResponseHandler>
+}
+
+/// What a request waits for (the head, or the whole response) on its connection.
+private struct PendingAnswer<Answer: Sendable>: Sendable {
+    let channel: any Channel
+    let future: EventLoopFuture<Answer>
+    let deadline: Deadline
+    /// The request and its deadline, for the timeout error.
+    let what: String
+    /// Writes of a streamed body must wait for this: the loop's writes and the task's are not ordered.
+    var headWritten: EventLoopFuture<Void>
+
+    init(channel: any Channel, future: EventLoopFuture<Answer>, deadline: Deadline, what: String) {
+        self.channel = channel
+        self.future = future
+        self.deadline = deadline
+        self.what = what
+        self.headWritten = channel.eventLoop.makeSucceededVoidFuture()
+    }
+
+    /// The answer within the deadline; a cancelled task closes the connection, which ends the
+    /// wait and the engine operation.
+    func answer() async throws -> Answer {
+        let channel = self.channel
+        do {
+            let value = try await withTaskCancellationHandler {
+                try await future.get()
+            } onCancel: {
+                channel.close(promise: nil)
+            }
+            deadline.cancel()
+            return value
+        } catch {
+            deadline.cancel()
+            if deadline.fired { throw EngineError.timeout(what) }
+            throw error
+        }
+    }
 }
 
 /// Closes the channel when the response head does not arrive in time; the pending read then
