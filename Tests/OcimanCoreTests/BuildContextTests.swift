@@ -87,6 +87,42 @@ struct DirectoryTarTests {
         #expect(try hashTar(bytes, chunkSize: 65_537) == ContentHasher.hash(directory: directory.path))
     }
 
+    /// The exact bytes the engine receives for a tree with fixed modes and times, pinned from
+    /// the producer as it was before it shared the hash's walker.
+    @Test func archiveBytesArePinned() throws {
+        let directory = try TemporaryDirectory()
+        let longDirectory = String(repeating: "d", count: 120)
+        let long = longDirectory + "/" + String(repeating: "f", count: 130)
+        let notUTF8: [UInt8] = [0x6e, 0xff, 0x2e, 0x74]
+        try directory.write("Dockerfile", "FROM scratch\n")
+        try directory.write("bin/run", "#!/bin/sh\n")
+        try directory.write("secret", "s")
+        try directory.write("empty-file", "")
+        try directory.write("padded", String(repeating: "p", count: 700))
+        try directory.write(long, "long\n")
+        try directory.write(bytes: notUTF8, Array("latin\n".utf8))
+        try directory.makeDirectory("empty")
+        try directory.symlink("link", to: "Dockerfile")
+        try directory.symlink("far", to: String(repeating: "x", count: 150))
+        try directory.fifo("pipe")
+        let modes: [(String, mode_t)] = [
+            ("Dockerfile", 0o644), ("empty-file", 0o644), ("padded", 0o644), ("bin", 0o755), ("bin/run", 0o755),
+            ("secret", 0o600), (longDirectory, 0o750), (long, 0o640), ("empty", 0o700),
+        ]
+        for (path, mode) in modes { #expect(chmod(directory.subpath(path), mode) == 0) }
+        #expect(chmod(directory.absolute(notUTF8), 0o644) == 0)
+        let times = [timespec(tv_sec: 1_700_000_000, tv_nsec: 0), timespec(tv_sec: 1_700_000_000, tv_nsec: 0)]
+        for (path, _) in modes { #expect(utimensat(AT_FDCWD, directory.subpath(path), times, 0) == 0) }
+        for path in ["link", "far"] {
+            #expect(utimensat(AT_FDCWD, directory.subpath(path), times, AT_SYMLINK_NOFOLLOW) == 0)
+        }
+        #expect(utimensat(AT_FDCWD, directory.absolute(notUTF8), times, 0) == 0)
+        let (bytes, _) = try archive(of: directory.path)
+        var digest = SegmentHasher()
+        bytes.withUnsafeBytes { digest.append($0) }
+        #expect(ContentHash(sha256: digest.finalize()).tag == "8ff6fe1aa0e2835f0c115659fb9abd1820f0f2fec71b2bf904d1b9b4a8fe5a3d")
+    }
+
     @Test func specialFilesAreLeftOut() throws {
         let directory = try TemporaryDirectory()
         try directory.write("Dockerfile", "FROM scratch\n")

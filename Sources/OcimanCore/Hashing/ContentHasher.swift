@@ -124,9 +124,38 @@ public enum ContentHasher {
     ) throws(ContentHashError) -> ContentHash {
         var hasher = SegmentHasher()
         hasher.push(marker: "directory")
-        try DirectoryWalker.hashTree(root: path, into: &hasher)
+        try pushTree(root: path, into: &hasher)
         pushTrailer(options, into: &hasher)
         return ContentHash(sha256: hasher.finalize())
+    }
+
+    /// Each regular file in walk order as `file.path`, its relative path, `file.content`, its
+    /// bytes; everything else the walk meets contributes nothing.
+    private static func pushTree(root: String, into hasher: inout SegmentHasher) throws(ContentHashError) {
+        var walker = try DirectoryWalker(root: root, options: .hashing)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(
+            byteCount: DirectoryWalker.readBufferSize, alignment: 4096)
+        defer { buffer.deallocate() }
+        while let entry = try walker.next() {
+            guard entry.kind == .regularFile else { continue }
+            hasher.push(marker: "file.path")
+            walker.path.withUnsafeBytes { hasher.push($0) }
+            hasher.push(marker: "file.content")
+            // The length goes in first, so the bytes that follow must match the size opened.
+            hasher.beginSegment(length: entry.size)
+            var remaining = entry.size
+            while remaining > 0 {
+                let want = Int(min(remaining, UInt64(buffer.count)))
+                let count = try walker.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]))
+                if count == 0 {
+                    throw walker.failure(
+                        .changedDuringHashing,
+                        reason: "file ended \(remaining) bytes short of the size it had when opened")
+                }
+                hasher.append(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+                remaining -= UInt64(count)
+            }
+        }
     }
 
     /// Everything after the source: the library's two sections, then ociman-only options
