@@ -17,52 +17,52 @@ struct Ocimand: AsyncParsableCommand {
         subcommands: [Healthcheck.self]
     )
 
-    @Option(help: "HOST:PORT, [IPv6]:PORT or unix:PATH to listen on (OCIMAN_LISTEN). Default 127.0.0.1:8420.")
+    @Option(help: "HOST:PORT, [IPv6]:PORT or unix:PATH to listen on (OCIMAN_LISTEN). Default \(Defaults.listen).")
     var listen: String?
 
     @Option(help: "docker or podman; unset auto-detects (OCIMAN_BACKEND).")
     var backend: String?
 
-    @Option(help: "Seconds before an engine call without a response fails (OCIMAN_ENGINE_TIMEOUT). Default 30.")
+    @Option(help: "Seconds before an engine call without a response fails (OCIMAN_ENGINE_TIMEOUT). Default \(Defaults.engineTimeout).")
     var engineTimeout: Int?
 
     @Option(help: "Directory that build and hash contexts may be read from; repeatable (OCIMAN_CONTEXT_ROOTS, colon-separated).")
     var contextRoot: [String] = []
 
-    @Option(help: "Permissions of a unix: listen socket, octal (OCIMAN_SOCKET_MODE). Default 600.")
+    @Option(help: "Permissions of a unix: listen socket, octal (OCIMAN_SOCKET_MODE). Default \(Defaults.socketMode).")
     var socketMode: String?
 
-    @Option(help: "Seconds an idle connection is kept open (OCIMAN_IDLE_TIMEOUT). Default 60.")
+    @Option(help: "Seconds an idle connection is kept open (OCIMAN_IDLE_TIMEOUT). Default \(Defaults.idleTimeout).")
     var idleTimeout: Int?
 
-    @Option(help: "Maximum simultaneous connections; one more is answered 503 (OCIMAN_MAX_CONNECTIONS). Default 1024.")
+    @Option(help: "Maximum simultaneous connections; one more is answered 503 (OCIMAN_MAX_CONNECTIONS). Default \(Defaults.maxConnections).")
     var maxConnections: Int?
 
-    @Option(help: "Maximum simultaneous connections from one IP address; one more is answered 503, 0 for no such limit (OCIMAN_MAX_CONNECTIONS_PER_CLIENT). Default 64.")
+    @Option(help: "Maximum simultaneous connections from one IP address; one more is answered 503, 0 for no such limit (OCIMAN_MAX_CONNECTIONS_PER_CLIENT). Default \(Defaults.maxConnectionsPerClient).")
     var maxConnectionsPerClient: Int?
 
-    @Option(help: "Seconds a client gets to send a request head, from connecting (OCIMAN_HEADER_TIMEOUT). Default 10.")
+    @Option(help: "Seconds a client gets to send a request head, from connecting (OCIMAN_HEADER_TIMEOUT). Default \(Defaults.headerTimeout).")
     var headerTimeout: Int?
 
-    @Option(help: "Maximum JSON request body in bytes (OCIMAN_MAX_BODY). Default 1048576.")
+    @Option(help: "Maximum JSON request body in bytes (OCIMAN_MAX_BODY). Default \(Defaults.maxBody).")
     var maxBody: Int64?
 
-    @Option(help: "Maximum tar build-context upload in bytes (OCIMAN_MAX_TAR_BODY). Default 8 GiB.")
+    @Option(help: "Maximum tar build-context upload in bytes (OCIMAN_MAX_TAR_BODY). Default \(Defaults.maxTarBody >> 30) GiB.")
     var maxTarBody: Int64?
 
-    @Option(help: "Seconds in-flight requests get to finish on SIGTERM (OCIMAN_SHUTDOWN_GRACE). Default 10.")
+    @Option(help: "Seconds in-flight requests get to finish on SIGTERM (OCIMAN_SHUTDOWN_GRACE). Default \(Defaults.shutdownGrace).")
     var shutdownGrace: Int?
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical (OCIMAN_LOG_LEVEL). Default info.")
+    @Option(help: "trace, debug, info, notice, warning, error or critical (OCIMAN_LOG_LEVEL). Default \(Defaults.logLevel).")
     var logLevel: String?
 
     @Option(help: "Directory for session leases; may be shared by several ocimand (OCIMAN_STATE_DIR). Default /var/lib/ociman, or $XDG_STATE_HOME/ociman when not root.")
     var stateDir: String?
 
-    @Option(help: "Seconds between reaper passes over expired containers (OCIMAN_REAP_INTERVAL). Default 1.")
+    @Option(help: "Seconds between reaper passes over expired containers (OCIMAN_REAP_INTERVAL). Default \(Defaults.reapInterval).")
     var reapInterval: Int?
 
-    @Option(help: "text or json: one JSON object per log line on stderr (OCIMAN_LOG_FORMAT). Default text.")
+    @Option(help: "text or json: one JSON object per log line on stderr (OCIMAN_LOG_FORMAT). Default \(Defaults.logFormat).")
     var logFormat: String?
 
     @Option(help: "File holding the bearer token every route but /health then requires (OCIMAN_TOKEN_FILE; or the token itself in OCIMAN_TOKEN). Required to listen beyond loopback.")
@@ -74,10 +74,10 @@ struct Ocimand: AsyncParsableCommand {
     @Option(help: "Further Host name clients use for the service besides loopback names and the listen address; repeatable (OCIMAN_ALLOW_HOSTS, comma-separated).")
     var allowHost: [String] = []
 
-    @Option(help: "Seconds a client gets to send a request's head and JSON body (OCIMAN_REQUEST_TIMEOUT). Default 60.")
+    @Option(help: "Seconds a client gets to send a request's head and JSON body (OCIMAN_REQUEST_TIMEOUT). Default \(Defaults.requestTimeout).")
     var requestTimeout: Int?
 
-    @Option(help: "auto, or private to always run a supervised podman system service of our own (OCIMAN_PODMAN_SERVICE). Default auto.")
+    @Option(help: "auto, or private to always run a supervised podman system service of our own (OCIMAN_PODMAN_SERVICE). Default \(Defaults.podmanService).")
     var podmanService: String?
 
     func run() async throws {

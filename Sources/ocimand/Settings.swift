@@ -54,7 +54,7 @@ struct Settings {
         }
         let day = 86_400
 
-        let listenText = value(command.listen, "OCIMAN_LISTEN") ?? "127.0.0.1:8420"
+        let listenText = value(command.listen, "OCIMAN_LISTEN") ?? Defaults.listen
         do {
             listen = try ListenAddress(parsing: listenText)
             // A socket systemd passed wins over the listen address: the unit decides where to listen.
@@ -67,22 +67,22 @@ struct Settings {
         if case .inherited = listen { socketActivated = true } else { socketActivated = false }
         // An empty OCIMAN_BACKEND is invalid (SPEC §3), so it is passed through, not dropped.
         backendOverride = command.backend
-        engineTimeoutSeconds = try number(command.engineTimeout, "OCIMAN_ENGINE_TIMEOUT", default: 30, minimum: 1, maximum: day)
+        engineTimeoutSeconds = try number(command.engineTimeout, "OCIMAN_ENGINE_TIMEOUT", default: Defaults.engineTimeout, minimum: 1, maximum: day)
         let rootsFromEnvironment = (environment["OCIMAN_CONTEXT_ROOTS"] ?? "").split(separator: ":").map(String.init)
         contextRoots = command.contextRoot.isEmpty ? rootsFromEnvironment : command.contextRoot
-        let modeText = value(command.socketMode, "OCIMAN_SOCKET_MODE") ?? "600"
+        let modeText = value(command.socketMode, "OCIMAN_SOCKET_MODE") ?? Defaults.socketMode
         guard let mode = mode_t(modeText, radix: 8), mode <= 0o777 else {
             throw Failure("invalid socket mode \"\(modeText)\": expected octal such as 600 or 660")
         }
         socketMode = mode
-        idleTimeoutSeconds = try number(command.idleTimeout, "OCIMAN_IDLE_TIMEOUT", default: 60, minimum: 1, maximum: day)
-        maxConnections = try number(command.maxConnections, "OCIMAN_MAX_CONNECTIONS", default: 1024, minimum: 1)
-        maxConnectionsPerClient = try number(command.maxConnectionsPerClient, "OCIMAN_MAX_CONNECTIONS_PER_CLIENT", default: 64)
-        headerTimeoutSeconds = try number(command.headerTimeout, "OCIMAN_HEADER_TIMEOUT", default: 10, minimum: 1)
-        maxBody = try number(command.maxBody, "OCIMAN_MAX_BODY", default: 1 << 20, minimum: 1)
-        maxTarBody = try number(command.maxTarBody, "OCIMAN_MAX_TAR_BODY", default: 8 << 30, minimum: 1)
-        shutdownGraceSeconds = try number(command.shutdownGrace, "OCIMAN_SHUTDOWN_GRACE", default: 10, maximum: 3_600)
-        let levelText = value(command.logLevel, "OCIMAN_LOG_LEVEL") ?? "info"
+        idleTimeoutSeconds = try number(command.idleTimeout, "OCIMAN_IDLE_TIMEOUT", default: Defaults.idleTimeout, minimum: 1, maximum: day)
+        maxConnections = try number(command.maxConnections, "OCIMAN_MAX_CONNECTIONS", default: Defaults.maxConnections, minimum: 1)
+        maxConnectionsPerClient = try number(command.maxConnectionsPerClient, "OCIMAN_MAX_CONNECTIONS_PER_CLIENT", default: Defaults.maxConnectionsPerClient)
+        headerTimeoutSeconds = try number(command.headerTimeout, "OCIMAN_HEADER_TIMEOUT", default: Defaults.headerTimeout, minimum: 1)
+        maxBody = try number(command.maxBody, "OCIMAN_MAX_BODY", default: Defaults.maxBody, minimum: 1)
+        maxTarBody = try number(command.maxTarBody, "OCIMAN_MAX_TAR_BODY", default: Defaults.maxTarBody, minimum: 1)
+        shutdownGraceSeconds = try number(command.shutdownGrace, "OCIMAN_SHUTDOWN_GRACE", default: Defaults.shutdownGrace, maximum: 3_600)
+        let levelText = value(command.logLevel, "OCIMAN_LOG_LEVEL") ?? Defaults.logLevel
         guard let level = Logger.Level(rawValue: levelText) else {
             throw Failure("invalid log level \"\(levelText)\": expected trace, debug, info, notice, warning, error or critical")
         }
@@ -90,8 +90,8 @@ struct Settings {
         // Unprivileged users (rootless Podman) cannot write /var/lib.
         let userStateHome = value(nil, "XDG_STATE_HOME") ?? (environment["HOME"] ?? "") + "/.local/state"
         stateDirectory = value(command.stateDir, "OCIMAN_STATE_DIR") ?? (geteuid() == 0 ? "/var/lib/ociman" : userStateHome + "/ociman")
-        reapIntervalSeconds = try number(command.reapInterval, "OCIMAN_REAP_INTERVAL", default: 1, minimum: 1, maximum: day)
-        let formatText = value(command.logFormat, "OCIMAN_LOG_FORMAT") ?? "text"
+        reapIntervalSeconds = try number(command.reapInterval, "OCIMAN_REAP_INTERVAL", default: Defaults.reapInterval, minimum: 1, maximum: day)
+        let formatText = value(command.logFormat, "OCIMAN_LOG_FORMAT") ?? Defaults.logFormat
         guard let format = Observability.LogFormat(rawValue: formatText) else {
             throw Failure("invalid log format \"\(formatText)\": expected text or json")
         }
@@ -104,8 +104,8 @@ struct Settings {
         }
         allowedOrigins = list(command.allowOrigin, "OCIMAN_ALLOW_ORIGINS")
         allowedHosts = list(command.allowHost, "OCIMAN_ALLOW_HOSTS")
-        requestTimeoutSeconds = try number(command.requestTimeout, "OCIMAN_REQUEST_TIMEOUT", default: 60, minimum: 1, maximum: day)
-        podmanService = value(command.podmanService, "OCIMAN_PODMAN_SERVICE") ?? "auto"
+        requestTimeoutSeconds = try number(command.requestTimeout, "OCIMAN_REQUEST_TIMEOUT", default: Defaults.requestTimeout, minimum: 1, maximum: day)
+        podmanService = value(command.podmanService, "OCIMAN_PODMAN_SERVICE") ?? Defaults.podmanService
         guard ["auto", "private"].contains(podmanService) else {
             throw Failure("invalid podman service \"\(podmanService)\": expected auto or private")
         }
@@ -150,4 +150,23 @@ struct Settings {
         }
         return address
     }
+}
+
+/// Every option's default, stated once: `--help` and the settings read them from here.
+enum Defaults {
+    static let listen = "127.0.0.1:8420"
+    static let socketMode = "600"
+    static let logLevel = "info"
+    static let logFormat = "text"
+    static let podmanService = "auto"
+    static let engineTimeout: Int = 30
+    static let idleTimeout: Int = 60
+    static let maxConnections: Int = 1024
+    static let maxConnectionsPerClient: Int = 64
+    static let headerTimeout: Int = 10
+    static let maxBody: Int64 = 1 << 20
+    static let maxTarBody: Int64 = 8 << 30
+    static let shutdownGrace: Int = 10
+    static let reapInterval: Int = 1
+    static let requestTimeout: Int = 60
 }
