@@ -209,14 +209,31 @@ public final class MHDServer: ServerTransport, Sendable {
         }
     }
 
+    /// The first access call of a request: check the head, route it, admit it, and start its
+    /// handler; or leave the problem to answer in `context.immediate`.
     private func dispatch(
         _ context: RequestContext, method methodPointer: UnsafePointer<CChar>,
         target targetPointer: UnsafePointer<CChar>, version: UnsafePointer<CChar>
     ) {
-        let headers: HTTPFields
+        guard let headers = checkedHead(context, method: methodPointer, target: targetPointer, version: version),
+            let (request, route) = self.route(context, method: String(cString: methodPointer), headers: headers),
+            let body = admittedBody(context, request, template: route.template)
+        else { return }
+        let metadata = ServerRequestMetadata(pathParameters: route.parameters)
+        let requestBody = context.requestBody
+        context.task = handlerExecutor.startTask { [configuration] in
+            await self.run(context, route.handler, request, body.value, requestBody, metadata, configuration)
+        }
+    }
+
+    /// The head's fields once its framing is sound (see `RequestHead`); nil after answering.
+    private func checkedHead(
+        _ context: RequestContext, method: UnsafePointer<CChar>, target: UnsafePointer<CChar>,
+        version: UnsafePointer<CChar>
+    ) -> HTTPFields? {
         do {
-            headers = try RequestHead(
-                connection: context.connectionPointer, method: methodPointer, target: targetPointer,
+            return try RequestHead(
+                connection: context.connectionPointer, method: method, target: target,
                 targetCopy: context.rawTarget, targetLength: context.rawTargetLength, version: version,
                 limits: RequestHead.Limits(targetBytes: configuration.maxTargetBytes, headBytes: configuration.maxHeadBytes)
             ).fields
@@ -224,66 +241,76 @@ public final class MHDServer: ServerTransport, Sendable {
             // Answered on this first call, so libmicrohttpd reads nothing after the head and closes.
             context.immediate = problemResponse(error.status, error.detail)
             context.answerBeforeBody = true
-            return
+            return nil
         }
-        let method = String(cString: methodPointer)
+    }
+
+    private struct MatchedRoute {
+        let handler: Handler
+        let template: String
+        let parameters: [String: Substring]
+    }
+
+    /// The request and the route it matched, on the raw path; nil after answering 404/405/501.
+    private func route(_ context: RequestContext, method: String, headers: HTTPFields) -> (HTTPRequest, MatchedRoute)? {
         let target = context.rawTarget
         let path = target.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
         guard let httpMethod = HTTPRequest.Method(method) else {
             context.immediate = problemResponse(.notImplemented, "method \(method) is not supported")
-            return
+            return nil
         }
-        let match = router.withLock { $0.match(method: httpMethod, path: path) }
-        switch match {
+        switch router.withLock({ $0.match(method: httpMethod, path: path) }) {
         case .notFound:
             context.immediate = problemResponse(.notFound, "no route for \(path)")
+            return nil
         case .methodNotAllowed(let allowed):
             var response = problemResponse(.methodNotAllowed, "\(method) is not allowed on \(path)")
             response.head.headerFields[.allow] = allowed.map(\.rawValue).joined(separator: ", ")
             context.immediate = response
+            return nil
         case .found(let handler, let template, let parameters):
             var request = HTTPRequest(method: httpMethod, scheme: nil, authority: headers[HTTPField.Name("Host")!], path: target)
             request.headerFields = headers
             context.routeTemplate = template
-            let limit = configuration.bodyLimit(request, template)
-            context.bodyLimit = limit
-            let declaredLength = headers[.contentLength].flatMap { Int64($0) }
-            let hasBody = (declaredLength ?? 0) > 0 || headers[.transferEncoding] != nil
-            // Host, Origin, Content-Type, ...: refused before the handler runs or the body is read.
-            if let refusal = configuration.admit?(request, template, hasBody) {
-                context.immediate = problemResponse(HTTPResponse.Status(code: refusal.status), refusal.detail)
-                context.answerBeforeBody = hasBody
-                return
-            }
-            if let declaredLength, declaredLength > limit {
-                context.immediate = payloadTooLarge(limit: limit)
-                context.answerBeforeBody = true
-                return
-            }
-            // Only a body that can never be paused by backpressure is the client's alone to send in time.
-            if min(declaredLength ?? limit, limit) > Int64(configuration.requestBodyBufferBytes) {
-                context.clearReceiveDeadline()
-            }
-            var body: HTTPBody?
-            if hasBody {
-                let stream = RequestBodyStream(
-                    highWater: configuration.requestBodyBufferBytes,
-                    suspendConnection: { [weak context] in context?.suspend() },
-                    resumeConnection: { [weak context] in context?.resume() }
-                )
-                context.requestBody = stream
-                body = HTTPBody(
-                    stream,
-                    length: declaredLength.map { .known($0) } ?? .unknown,
-                    iterationBehavior: .single
-                )
-            }
-            let metadata = ServerRequestMetadata(pathParameters: parameters)
-            let requestBody = context.requestBody
-            context.task = handlerExecutor.startTask { [configuration, body] in
-                await self.run(context, handler, request, body, requestBody, metadata, configuration)
-            }
+            return (request, MatchedRoute(handler: handler, template: template, parameters: parameters))
         }
+    }
+
+    /// Admission (`configuration.admit`) and the body cap, decided before any body byte is read;
+    /// then the body as a back-pressured stream. nil after answering; `.value` nil for no body.
+    private func admittedBody(_ context: RequestContext, _ request: HTTPRequest, template: String) -> Admitted? {
+        let limit = configuration.bodyLimit(request, template)
+        context.bodyLimit = limit
+        let declaredLength = request.headerFields[.contentLength].flatMap { Int64($0) }
+        let hasBody = (declaredLength ?? 0) > 0 || request.headerFields[.transferEncoding] != nil
+        // Host, Origin, Content-Type, ...: refused before the handler runs or the body is read.
+        if let refusal = configuration.admit?(request, template, hasBody) {
+            context.immediate = problemResponse(HTTPResponse.Status(code: refusal.status), refusal.detail)
+            context.answerBeforeBody = hasBody
+            return nil
+        }
+        if let declaredLength, declaredLength > limit {
+            context.immediate = payloadTooLarge(limit: limit)
+            context.answerBeforeBody = true
+            return nil
+        }
+        // Only a body that can never be paused by backpressure is the client's alone to send in time.
+        if min(declaredLength ?? limit, limit) > Int64(configuration.requestBodyBufferBytes) {
+            context.clearReceiveDeadline()
+        }
+        guard hasBody else { return Admitted(value: nil) }
+        let stream = RequestBodyStream(
+            highWater: configuration.requestBodyBufferBytes,
+            suspendConnection: { [weak context] in context?.suspend() },
+            resumeConnection: { [weak context] in context?.resume() }
+        )
+        context.requestBody = stream
+        return Admitted(
+            value: HTTPBody(stream, length: declaredLength.map { .known($0) } ?? .unknown, iterationBehavior: .single))
+    }
+
+    private struct Admitted: Sendable {
+        let value: HTTPBody?
     }
 
     /// Body bytes over the route's cap that are read and dropped so that the 413 (or a 404/405
