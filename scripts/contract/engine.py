@@ -54,6 +54,16 @@ def images(engine):
     return {image["Id"]: [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"] for image in listed}
 
 
+def run_children(engine, parents, before_ids):
+    """Untagged images, new since the run began, whose parent is one of `parents`."""
+    status, listed = call(engine, "GET", "/images/json", {"all": "true"})
+    if status != 200:
+        return []
+    return sorted(image["Id"] for image in listed
+                  if image.get("ParentId") in parents and image["Id"] not in before_ids
+                  and not [tag for tag in image.get("RepoTags") or [] if tag != "<none>:<none>"])
+
+
 def canonical(reference):
     """`x`, `x:latest`, `docker.io/library/x:latest` and `localhost/x:latest` name the same local image."""
     name, _, digest = reference.partition("@")
@@ -129,15 +139,34 @@ def cleanup(engine, run, snapshot_path, record_path):
     # Image ids the run produced (untagged builds, commits): only ones that did not exist before.
     new_ids = {entry["id"] for entry in record if entry["kind"] == "image"} - before_ids
     current = images(engine)
+    pending = []
     for image in sorted(new_ids & set(current)):
         if current[image]:
             problems.append(f"image {image[:19]} created by the run still has references {current[image]}; left")
-            continue
-        status, body = call(engine, "DELETE", f"/images/{image}")
-        if status == 200:
-            removed["images"] += 1
-        elif status != 404:
-            problems.append(f"cannot remove image {image[:19]}: HTTP {status} {body}")
+        else:
+            pending.append(image)
+    # An image the run built or committed on top of another of its images must go first: the
+    # engine refuses to remove a parent (409, dependent child images), so retry those in rounds,
+    # each led by the untagged children the run left (a build's layers are not recorded).
+    for _ in range(10):
+        if not pending:
+            break
+        refused = []
+        for image in pending:
+            status, body = call(engine, "DELETE", f"/images/{image}")
+            if status == 200:
+                removed["images"] += 1
+            elif status == 409 and "child" in json.dumps(body):
+                refused.append((image, status, body))
+            elif status != 404:
+                problems.append(f"cannot remove image {image[:19]}: HTTP {status} {body}")
+        children = run_children(engine, {image for image, _, _ in refused}, before_ids)
+        if len(refused) == len(pending) and not children:
+            problems += [f"cannot remove image {image[:19]}: HTTP {status} {body}" for image, status, body in refused]
+            break
+        pending = children + [image for image, _, _ in refused]
+    else:
+        problems += [f"cannot remove image {image[:19]}: still a parent after 10 rounds" for image in pending]
 
     # References that existed before and are gone: other suites remove their own images, so this
     # only informs; the hooks keep the run away from every reference outside its namespace.
