@@ -74,7 +74,9 @@ struct ResilienceTests {
             // A fifth is answered 503 (a problem document) and closed, rather than left in the backlog.
             let fifthStarted = ContinuousClock.now
             let fifth = try await HTTPTestConnection.connect(port: server.port)
-            try await fifth.send("GET", "/health")
+            // The 503 goes out at accept, and the server may have closed before this write: the
+            // answer is in the receive buffer either way.
+            try? await fifth.send("GET", "/health")
             let refused = try await fifth.readResponse(timeout: .seconds(2))
             #expect(ContinuousClock.now - fifthStarted < .milliseconds(500))
             #expect(refused.status == 503)
