@@ -1,4 +1,5 @@
 import Foundation
+import OcimanTestSupport
 import Synchronization
 
 /// A unix-socket relay in front of an engine socket, for fault and disconnect tests: `stop()`
@@ -44,6 +45,18 @@ final class EngineProxy: Sendable {
     }
 
     var endpoint: String { "unix://\(path)" }
+
+    /// A started relay in front of `engine`'s shared socket; `stop()` it when done.
+    static func started(for engine: String) throws -> EngineProxy {
+        let proxy = EngineProxy(upstream: TestEngines.socket(for: engine))
+        try proxy.start()
+        return proxy
+    }
+
+    /// The environment that points an ocimand for `engine` at this relay.
+    func environment(for engine: String) -> [String: String] {
+        [engine == "podman" ? "CONTAINER_HOST" : "DOCKER_HOST": endpoint]
+    }
 
     func start() throws {
         let listener = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)

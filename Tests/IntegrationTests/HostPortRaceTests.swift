@@ -18,17 +18,15 @@ struct HostPortRaceTests {
     @Test("an engine-picked host port taken before the engine binds it is retried, not a 400", arguments: TestEngines.available)
     func enginePickedPortRaceIsRetried(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
-        let proxy = EngineProxy(upstream: TestEngines.socket(for: engine))
-        try proxy.start()
+        let proxy = try EngineProxy.started(for: engine)
         defer { proxy.stop() }
-        let hostVariable = engine == "podman" ? "CONTAINER_HOST" : "DOCKER_HOST"
         let run: [String: Any] = [
             "image": Self.image, "labels": fixture.labels, "command": ["sh", "-c", "echo started; exec httpd -f -p 8080"],
             "publish": [["container_port": 8080, "host_ip": "127.0.0.1"]],
             "wait": ["timeout_seconds": 10, "tcp_port": 8080],
         ]
         try await fixture.withCleanup {
-            try await withOcimand(engine: engine, environment: [hostVariable: proxy.endpoint]) { server, client in
+            try await withOcimand(engine: engine, environment: proxy.environment(for: engine)) { server, client in
                 // Two lost races, then the third start binds: one container, running, reachable.
                 proxy.failNext(2, matching: "/start ", status: 500, message: Self.portInUse(41234))
                 let retried = try await client.post("/containers", json: run)

@@ -10,12 +10,10 @@ struct IdentifierTests {
     @Test("malformed ids and references in paths are 400 problems and never reach the engine", arguments: TestEngines.available)
     func malformedIdentifiers(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
-        let proxy = EngineProxy(upstream: TestEngines.socket(for: engine))
-        try proxy.start()
+        let proxy = try EngineProxy.started(for: engine)
         defer { proxy.stop() }
-        let hostVariable = engine == "podman" ? "CONTAINER_HOST" : "DOCKER_HOST"
         try await fixture.withCleanup {
-            try await withOcimand(engine: engine, environment: [hostVariable: proxy.endpoint]) { server, client in
+            try await withOcimand(engine: engine, environment: proxy.environment(for: engine)) { server, client in
                 _ = try await client.get("/containers?label=ociman.test=none")
                 let segments = ["%zz", "%", "a%2", "%2e", ".", "..", "%2E%2E", "%00", "a%0Ab", "%ff"]
                 let templates = [

@@ -301,12 +301,10 @@ struct ResilienceTests {
     @Test("a client that drops POST /containers/{id}/wait cancels the engine request", arguments: TestEngines.available)
     func droppedWaitIsCancelled(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
-        let proxy = EngineProxy(upstream: TestEngines.socket(for: engine))
-        try proxy.start()
+        let proxy = try EngineProxy.started(for: engine)
         defer { proxy.stop() }
-        let hostVariable = engine == "podman" ? "CONTAINER_HOST" : "DOCKER_HOST"
         try await fixture.withCleanup {
-            try await withOcimand(engine: engine, environment: [hostVariable: proxy.endpoint]) { server, client in
+            try await withOcimand(engine: engine, environment: proxy.environment(for: engine)) { server, client in
                 let run = try await client.post(
                     "/containers", json: ["image": Self.image, "labels": fixture.labels, "command": ["sleep", "60"]])
                 #expect(run.status == 201, "\(run.text)")

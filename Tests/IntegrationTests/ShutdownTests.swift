@@ -61,11 +61,9 @@ struct ShutdownTests {
 
     @Test("the engine hung under in-flight requests and the reaper", arguments: TestEngines.available)
     func engineHung(engine: String) async throws {
-        let proxy = EngineProxy(upstream: TestEngines.socket(for: engine))
-        try proxy.start()
+        let proxy = try EngineProxy.started(for: engine)
         defer { proxy.stop() }
-        let hostVariable = engine == "podman" ? "CONTAINER_HOST" : "DOCKER_HOST"
-        let (server, port) = try await Self.start(engine, environment: [hostVariable: proxy.endpoint])
+        let (server, port) = try await Self.start(engine, environment: proxy.environment(for: engine))
         proxy.freeze()
         let listing = try await HTTPTestConnection.connect(port: port)
         try await listing.send("GET", "/containers")
