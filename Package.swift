@@ -27,10 +27,17 @@ let package = Package(
         ),
         // OpenSSL's libcrypto for SHA-256 (SHA-NI through EVP).
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // What a handler sees of a WebSocket the transport accepted (no sockets, no frames).
+        .target(name: "WebSockets"),
         .target(
             name: "MHDTransport",
             dependencies: [
                 "CMicroHTTPD",
+                "CCrypto",
+                "WebSockets",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ]
@@ -73,6 +80,7 @@ let package = Package(
             name: "OcimanAPI",
             dependencies: [
                 "OcimanCore",
+                "WebSockets",
                 "PulledStreams",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
