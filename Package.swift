@@ -76,12 +76,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The contract's `date-time` (RFC 3339), read and written the same way by server and client.
+        .target(name: "RFC3339", dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")]),
         .target(
             name: "OcimanAPI",
             dependencies: [
                 "OcimanCore",
                 "WebSockets",
                 "PulledStreams",
+                "RFC3339",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),
@@ -101,6 +104,7 @@ let package = Package(
                 "OcimanCore",
                 "EngineAdapters",
                 "EngineDriver",
+                "RFC3339",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -5,17 +5,17 @@ extension APIHandler {
     public func runContainer(_ input: Operations.RunContainer.Input) async throws -> Operations.RunContainer.Output {
         guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected JSON") }
         let container = try await runtime.runContainer(RunSpec(request))
-        return .created(.init(body: .json(.init(container))))
+        return .created(.init(body: .json(try .init(container))))
     }
 
     public func listContainers(_ input: Operations.ListContainers.Input) async throws -> Operations.ListContainers.Output {
         let summaries = try await runtime.listContainers(labels: input.query.label ?? [], name: input.query.name)
-        return .ok(.init(body: .json(summaries.map(Components.Schemas.ContainerSummary.init))))
+        return .ok(.init(body: .json(try summaries.map(Components.Schemas.ContainerSummary.init))))
     }
 
     public func inspectContainer(_ input: Operations.InspectContainer.Input) async throws -> Operations.InspectContainer.Output {
         let container = try await runtime.inspect(input.path.id)
-        return .ok(.init(body: .json(.init(container))))
+        return .ok(.init(body: .json(try .init(container))))
     }
 
     public func removeContainer(_ input: Operations.RemoveContainer.Input) async throws -> Operations.RemoveContainer.Output {
@@ -140,13 +140,13 @@ extension PullPolicy {
 extension Components.Schemas.ContainerState {
     init(_ state: OcimanCore.ContainerState) {
         self.init(
-            status: state.status, running: state.running, exitCode: state.exitCode, startedAt: state.startedAt,
-            finishedAt: state.finishedAt)
+            status: state.status, running: state.running, exitCode: state.exitCode,
+            startedAt: EngineTime.optional(state.startedAt), finishedAt: EngineTime.optional(state.finishedAt))
     }
 }
 
 extension Components.Schemas.Container {
-    init(_ container: OcimanCore.Container) {
+    init(_ container: OcimanCore.Container) throws(OcimanError) {
         self.init(
             id: container.id,
             name: container.name,
@@ -159,14 +159,15 @@ extension Components.Schemas.Container {
                     hostIp: port.hostIP, hostPort: port.hostPort)
             },
             ipAddress: container.ipAddress,
-            created: container.created)
+            created: try EngineTime.required(container.created, "the creation time of container \(container.id)"))
     }
 }
 
 extension Components.Schemas.ContainerSummary {
-    init(_ summary: OcimanCore.ContainerSummary) {
+    init(_ summary: OcimanCore.ContainerSummary) throws(OcimanError) {
         self.init(
             id: summary.id, name: summary.name, image: summary.image, state: .init(summary.state),
-            labels: .init(additionalProperties: summary.labels), created: summary.created)
+            labels: .init(additionalProperties: summary.labels),
+            created: try EngineTime.required(summary.created, "the creation time of container \(summary.id)"))
     }
 }

@@ -64,14 +64,9 @@ extension APIHandler {
         )
     }
 
-    /// Streams only when the client asked for ndjson explicitly (the generated default accepts
-    /// anything) and does not prefer JSON.
+    /// NegotiationMiddleware has already chosen: `Accept` holds the one media type to answer.
     static func wantsNDJSON(_ accept: [AcceptHeaderContentType<Operations.ExecInContainer.AcceptableContentType>]) -> Bool {
-        guard let ndjson = accept.first(where: { $0.contentType == .applicationXNdjson }), ndjson.quality.doubleValue > 0 else {
-            return false
-        }
-        let json = accept.first { $0.contentType == .json }
-        return json.map { $0.quality.doubleValue <= ndjson.quality.doubleValue } ?? true
+        accept.count == 1 && accept[0].contentType == .applicationXNdjson
     }
 }
 
@@ -89,13 +84,13 @@ struct ExecEventLines: NDJSONTranslator {
             if cut < pending.count { held[stream] = Array(pending[cut...]) }
             return cut == 0 ? [] : [Self.output(stream, pending[..<cut])]
         case .exit(let code):
-            return flushHeld() + [.init(_type: .exit, exitCode: code)]
+            return flushHeld() + [.exit(.init(_type: .exit, exitCode: code))]
         }
     }
 
     mutating func finish() -> [Components.Schemas.ExecEvent] { flushHeld() }
 
-    func error(_ message: String) -> Components.Schemas.ExecEvent { .init(_type: .error, message: message) }
+    func error(_ message: String) -> Components.Schemas.ExecEvent { .error(.init(_type: .error, message: message)) }
 
     private mutating func flushHeld() -> [Components.Schemas.ExecEvent] {
         defer { held.removeAll() }
@@ -105,9 +100,11 @@ struct ExecEventLines: NDJSONTranslator {
     }
 
     private static func output(_ stream: StandardStream, _ bytes: ArraySlice<UInt8>) -> Components.Schemas.ExecEvent {
-        let type: Components.Schemas.ExecEvent._TypePayload = stream == .stderr ? .stderr : .stdout
-        if let text = String(validating: bytes, as: UTF8.self) { return .init(_type: type, data: text) }
-        return .init(_type: type, dataBase64: Data(bytes).base64EncodedString())
+        let text = String(validating: bytes, as: UTF8.self)
+        let base64 = text == nil ? Data(bytes).base64EncodedString() : nil
+        return stream == .stderr
+            ? .stderr(.init(_type: .stderr, data: text, dataBase64: base64))
+            : .stdout(.init(_type: .stdout, data: text, dataBase64: base64))
     }
 
     /// Where the bytes stop being whole UTF-8 characters: before a trailing lead byte whose
@@ -128,10 +125,13 @@ struct ExecEventLines: NDJSONTranslator {
 
 struct LogEventLines: NDJSONTranslator {
     func lines(for line: LogLine) -> [Components.Schemas.LogEvent] {
-        [.init(_type: line.stream == .stderr ? .stderr : .stdout, line: line.text, timestamp: line.timestamp)]
+        let timestamp = EngineTime.optional(line.timestamp)
+        return line.stream == .stderr
+            ? [.stderr(.init(_type: .stderr, line: line.text, timestamp: timestamp))]
+            : [.stdout(.init(_type: .stdout, line: line.text, timestamp: timestamp))]
     }
 
-    func finish() -> [Components.Schemas.LogEvent] { [.init(_type: .end)] }
+    func finish() -> [Components.Schemas.LogEvent] { [.end(.init(_type: .end))] }
 
-    func error(_ message: String) -> Components.Schemas.LogEvent { .init(_type: .error, message: message) }
+    func error(_ message: String) -> Components.Schemas.LogEvent { .error(.init(_type: .error, message: message)) }
 }

@@ -3,42 +3,60 @@ import OpenAPIRuntime
 
 extension APIHandler {
     public func buildImage(_ input: Operations.BuildImage.Input) async throws -> Operations.BuildImage.Output {
-        let (source, options) = try await Self.buildInput(input)
-        let events = try await runtime.build(source, options)
+        guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected a JSON body") }
+        let options = BuildOptions(
+            dockerfile: request.dockerfile, buildArguments: request.buildArgs?.additionalProperties ?? [:],
+            labels: request.labels?.additionalProperties ?? [:], target: request.target, tag: request.tag,
+            name: request.name, ifAbsent: request.ifAbsent ?? false, noCache: request.noCache ?? false,
+            pull: request.pull ?? false)
+        let events = try await runtime.build(try Self.source(request.context), options)
+        return .ok(.init(body: .applicationXNdjson(NDJSONStream.body(events, BuildEventLines()))))
+    }
+
+    public func buildImageFromTar(_ input: Operations.BuildImageFromTar.Input) async throws -> Operations.BuildImageFromTar.Output {
+        guard case .applicationXTar(let body) = input.body else { throw OcimanError.invalid(field: nil, message: "expected a tar body") }
+        let query = input.query
+        let upload = UploadStream(body)
+        let options = try await Self.tarOptions(upload) { () throws(OcimanError) in
+            BuildOptions(
+                dockerfile: query.dockerfile, buildArguments: try Self.pairs(query.buildArgs, field: "build_args"),
+                labels: try Self.pairs(query.labels, field: "labels"), target: query.target, tag: query.tag,
+                name: query.name, ifAbsent: query.ifAbsent ?? false, noCache: query.noCache ?? false,
+                pull: query.pull ?? false)
+        }
+        let events = try await runtime.build(.tar(upload), options)
         return .ok(.init(body: .applicationXNdjson(NDJSONStream.body(events, BuildEventLines()))))
     }
 
     public func hashContext(_ input: Operations.HashContext.Input) async throws -> Operations.HashContext.Output {
-        let source: BuildSource
-        let options: BuildOptions
-        switch input.body {
-        case .json(let request):
-            try Self.rejectQuery(input.query != .init())
-            source = try Self.source(request.context)
-            options = BuildOptions(
-                dockerfile: request.dockerfile, buildArguments: request.buildArgs?.additionalProperties ?? [:],
-                labels: request.labels?.additionalProperties ?? [:], target: request.target, name: request.name)
-        case .applicationXTar(let body):
-            let query = input.query
-            let upload = UploadStream(body)
-            source = .tar(upload)
-            options = try await Self.tarOptions(upload) { () throws(OcimanError) in
-                BuildOptions(
-                    dockerfile: query.dockerfile, buildArguments: try Self.pairs(query.buildArgs, field: "build_args"),
-                    labels: try Self.pairs(query.labels, field: "labels"), target: query.target, name: query.name)
-            }
+        guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected a JSON body") }
+        let options = BuildOptions(
+            dockerfile: request.dockerfile, buildArguments: request.buildArgs?.additionalProperties ?? [:],
+            labels: request.labels?.additionalProperties ?? [:], target: request.target, name: request.name)
+        let result = try await runtime.hashContext(try Self.source(request.context), options)
+        return .ok(.init(body: .json(.init(digest: result.hash.digest, tag: result.hash.tag, reference: result.reference))))
+    }
+
+    public func hashTarContext(_ input: Operations.HashTarContext.Input) async throws -> Operations.HashTarContext.Output {
+        guard case .applicationXTar(let body) = input.body else { throw OcimanError.invalid(field: nil, message: "expected a tar body") }
+        let query = input.query
+        let upload = UploadStream(body)
+        let options = try await Self.tarOptions(upload) { () throws(OcimanError) in
+            BuildOptions(
+                dockerfile: query.dockerfile, buildArguments: try Self.pairs(query.buildArgs, field: "build_args"),
+                labels: try Self.pairs(query.labels, field: "labels"), target: query.target, name: query.name)
         }
-        let result = try await runtime.hashContext(source, options)
+        let result = try await runtime.hashContext(.tar(upload), options)
         return .ok(.init(body: .json(.init(digest: result.hash.digest, tag: result.hash.tag, reference: result.reference))))
     }
 
     public func listImages(_ input: Operations.ListImages.Input) async throws -> Operations.ListImages.Output {
         let images = try await runtime.listImages(name: input.query.name)
-        return .ok(.init(body: .json(images.map(Components.Schemas.Image.init))))
+        return .ok(.init(body: .json(try images.map(Components.Schemas.Image.init))))
     }
 
     public func inspectImage(_ input: Operations.InspectImage.Input) async throws -> Operations.InspectImage.Output {
-        .ok(.init(body: .json(.init(try await runtime.inspectImage(input.path.reference)))))
+        .ok(.init(body: .json(try .init(try await runtime.inspectImage(input.path.reference)))))
     }
 
     public func checkImage(_ input: Operations.CheckImage.Input) async throws -> Operations.CheckImage.Output {
@@ -70,32 +88,6 @@ extension APIHandler {
 
     // MARK: - Input
 
-    private static func buildInput(_ input: Operations.BuildImage.Input) async throws(OcimanError) -> (BuildSource, BuildOptions) {
-        switch input.body {
-        case .json(let request):
-            try rejectQuery(input.query != .init())
-            return (
-                try source(request.context),
-                BuildOptions(
-                    dockerfile: request.dockerfile, buildArguments: request.buildArgs?.additionalProperties ?? [:],
-                    labels: request.labels?.additionalProperties ?? [:], target: request.target, tag: request.tag,
-                    name: request.name, ifAbsent: request.ifAbsent ?? false, noCache: request.noCache ?? false,
-                    pull: request.pull ?? false)
-            )
-        case .applicationXTar(let body):
-            let query = input.query
-            let upload = UploadStream(body)
-            let options = try await tarOptions(upload) { () throws(OcimanError) in
-                BuildOptions(
-                    dockerfile: query.dockerfile, buildArguments: try pairs(query.buildArgs, field: "build_args"),
-                    labels: try pairs(query.labels, field: "labels"), target: query.target, tag: query.tag,
-                    name: query.name, ifAbsent: query.ifAbsent ?? false, noCache: query.noCache ?? false,
-                    pull: query.pull ?? false)
-            }
-            return (.tar(upload), options)
-        }
-    }
-
     /// Query options of a tar upload. A refusal still lets the body in first: the transport
     /// sends the answer only once the request body is complete.
     private static func tarOptions(
@@ -106,15 +98,6 @@ extension APIHandler {
         } catch {
             await upload.drain()
             throw error
-        }
-    }
-
-    /// The options of a JSON request live in its body; query parameters are for tar bodies.
-    private static func rejectQuery(_ present: Bool) throws(OcimanError) {
-        if present {
-            throw .invalid(
-                field: nil,
-                message: "query parameters are only for tar bodies; with a JSON body put the options in the body")
         }
     }
 
@@ -143,10 +126,10 @@ extension APIHandler {
 }
 
 extension Components.Schemas.Image {
-    init(_ image: ImageInfo) {
+    init(_ image: ImageInfo) throws(OcimanError) {
         self.init(
             id: image.id, references: image.references, labels: .init(additionalProperties: image.labels),
-            created: image.created, size: Int(image.size))
+            created: try EngineTime.required(image.created, "the creation time of image \(image.id)"), size: Int(image.size))
     }
 }
 
@@ -154,11 +137,11 @@ struct BuildEventLines: NDJSONTranslator {
     func lines(for event: BuildEvent) -> [Components.Schemas.BuildEvent] {
         switch event {
         case .log(let line):
-            [.init(_type: .log, line: line)]
+            [.log(.init(_type: .log, line: line))]
         case .result(let result):
-            [.init(
+            [.result(.init(
                 _type: .result, imageId: result.imageID, reference: result.reference, digest: result.digest,
-                cached: result.cached)]
+                cached: result.cached))]
         case .error(let message):
             [error(message)]
         }
@@ -166,22 +149,32 @@ struct BuildEventLines: NDJSONTranslator {
 
     func finish() -> [Components.Schemas.BuildEvent] { [] }
 
-    func error(_ message: String) -> Components.Schemas.BuildEvent { .init(_type: .error, message: message) }
+    func error(_ message: String) -> Components.Schemas.BuildEvent { .error(.init(_type: .error, message: message)) }
 }
 
 struct TransferEventLines: NDJSONTranslator {
-    func lines(for event: ImageTransferEvent) -> [Components.Schemas.StreamEvent] {
+    func lines(for event: ImageTransferEvent) -> [Components.Schemas.ImageTransferEvent] {
         switch event {
         case .status(let status, let id, let current, let total):
-            [.init(_type: .status, status: status, id: id, current: current.map(Int.init), total: total.map(Int.init))]
+            [.status(.init(_type: .status, status: status, id: id, current: current.map(Int.init), total: total.map(Int.init)))]
         case .result(let reference, let imageID, let digest):
-            [.init(_type: .result, reference: reference, imageId: imageID, digest: digest)]
+            [.result(.init(_type: .result, reference: reference, imageId: imageID, digest: digest))]
         case .error(let message, let code):
-            [.init(_type: .error, message: message, code: code?.rawValue)]
+            [.error(.init(_type: .error, message: message, code: code.map(Components.Schemas.ErrorEvent.CodePayload.init)))]
         }
     }
 
-    func finish() -> [Components.Schemas.StreamEvent] { [] }
+    func finish() -> [Components.Schemas.ImageTransferEvent] { [] }
 
-    func error(_ message: String) -> Components.Schemas.StreamEvent { .init(_type: .error, message: message) }
+    func error(_ message: String) -> Components.Schemas.ImageTransferEvent { .error(.init(_type: .error, message: message)) }
+}
+
+extension Components.Schemas.ErrorEvent.CodePayload {
+    init(_ code: RegistryErrorCode) {
+        switch code {
+        case .notFound: self = .notFound
+        case .unauthorized: self = .unauthorized
+        case .unreachable: self = .unreachable
+        }
+    }
 }

@@ -2,6 +2,7 @@ import PulledStreams
 import Foundation
 import OcimanCore
 import OpenAPIRuntime
+import RFC3339
 
 /// Turns a stream of core events into an ndjson body: one JSON object a line, ending with the
 /// translator's last lines or an `error` line. Lines are made only as the transport asks for
@@ -42,6 +43,7 @@ enum NDJSONStream {
     private static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .rfc3339
         return encoder
     }()
 }

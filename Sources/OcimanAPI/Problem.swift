@@ -67,6 +67,7 @@ public enum ProblemDocument {
         case 403: "Forbidden"
         case 404: "Not Found"
         case 405: "Method Not Allowed"
+        case 406: "Not Acceptable"
         case 408: "Request Timeout"
         case 409: "Conflict"
         case 413: "Content Too Large"

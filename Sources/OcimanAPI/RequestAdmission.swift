@@ -14,9 +14,10 @@ import HTTPTypes
 ///   `text/plain`) are refused with 415.
 public struct RequestAdmission: Sendable {
     public static let loopbackNames: Set<String> = ["localhost", "127.0.0.1", "::1"]
-    /// Routes whose request body may be `application/x-tar` (the contract's `POST /images/build`
-    /// and `POST /hash`; a unit test keeps this in step with openapi.yaml).
-    public static let tarBodyRoutes: Set<String> = ["/images/build", "/hash"]
+    /// Routes whose request body is `application/x-tar` (the contract's `POST /images/build/tar`
+    /// and `POST /hash/tar`; a unit test keeps this in step with openapi.yaml). Their body is
+    /// only a tar; every other body is only JSON.
+    public static let tarBodyRoutes: Set<String> = ["/images/build/tar", "/hash/tar"]
 
     /// Lowercased host names without port; nil accepts any Host.
     let allowedHosts: Set<String>?
@@ -79,12 +80,16 @@ public struct RequestAdmission: Sendable {
             return (403, "requests from web pages are refused (Sec-Fetch-Site: \(site))")
         }
         if hasBody {
-            let allowed = Self.tarBodyRoutes.contains(routeTemplate) ? ["application/json", "application/x-tar"] : ["application/json"]
+            let allowed = Self.tarBodyRoutes.contains(routeTemplate) ? ["application/x-tar"] : ["application/json"]
             guard let contentType = fields[.contentType] else {
                 return (415, "a request body needs Content-Type: \(allowed.joined(separator: " or "))")
             }
             guard allowed.contains(Self.mediaType(contentType)) else {
-                return (415, "Content-Type \"\(contentType)\" is not accepted on \(routeTemplate): send \(allowed.joined(separator: " or "))")
+                // Tar uploads used to share the JSON routes; say where they went.
+                let tarRoute = routeTemplate + "/tar"
+                let hint = Self.mediaType(contentType) == "application/x-tar" && Self.tarBodyRoutes.contains(tarRoute)
+                    ? " (tar uploads go to \(tarRoute))" : ""
+                return (415, "Content-Type \"\(contentType)\" is not accepted on \(routeTemplate): send \(allowed.joined(separator: " or "))\(hint)")
             }
         }
         return nil

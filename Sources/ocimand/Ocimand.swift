@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import MHDTransport
 import OcimanAPI
+import RFC3339
 import OcimanCore
 import OpenAPIRuntime
 
@@ -159,11 +160,11 @@ struct Ocimand: AsyncParsableCommand {
         let handler = APIHandler(runtime: runtime, logger: logger)
         try handler.registerHandlers(
             on: server,
-            configuration: .init(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
+            configuration: .init(dateTranscoder: RFC3339DateTranscoder(), jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
             // Observability first so it logs the 401s; the token check before any handler or body decoding.
             middlewares: [ObservabilityMiddleware(logger: logger, metricsFactory: metrics)]
                 + (settings.token.map { [SecurityMiddleware(token: $0)] } ?? [])
-                + [ProblemMiddleware(), PathParameterMiddleware(), ExecStdinMiddleware(memberLimit: Int(jsonLimit)), NullMemberMiddleware()]
+                + [ProblemMiddleware(), NegotiationMiddleware(), PathParameterMiddleware(), ExecStdinMiddleware(memberLimit: Int(jsonLimit)), NullMemberMiddleware()]
         )
         metrics.addGauge(MetricNames.connectionsOpen) { [server] in server.openConnectionCount }
         let bound: ListenAddress

@@ -198,9 +198,9 @@ struct SecurityTests {
                 }
                 #expect(try await fixture.labelledContainers().isEmpty)
 
-                // A tar is accepted where the contract takes one: /hash of a one-file context.
+                // A tar is accepted where the contract takes one: /hash/tar of a one-file context.
                 let hash = try await connection.request(
-                    "POST", "/hash", headers: [("Content-Type", "application/x-tar")], body: Self.tar(name: "Dockerfile", "FROM scratch\n"))
+                    "POST", "/hash/tar", headers: [("Content-Type", "application/x-tar")], body: Self.tar(name: "Dockerfile", "FROM scratch\n"))
                 #expect(hash.status == 200, "\(hash.text)")
 
                 // And JSON with parameters is JSON.

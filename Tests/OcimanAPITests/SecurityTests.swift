@@ -136,12 +136,17 @@ import Testing
     }
 
     @Test func tarIsAcceptedWhereTheContractTakesOne() {
-        for route in ["/images/build", "/hash"] {
-            for contentType in ["application/x-tar", "application/json"] {
-                #expect(Self.loopback.check(Self.request(.post, [("Content-Type", contentType)]), routeTemplate: route, hasBody: true) == nil)
+        for route in ["/images/build/tar", "/hash/tar"] {
+            #expect(Self.loopback.check(Self.request(.post, [("Content-Type", "application/x-tar")]), routeTemplate: route, hasBody: true) == nil)
+            for contentType in ["application/json", "text/plain"] {
+                #expect(Self.loopback.check(Self.request(.post, [("Content-Type", contentType)]), routeTemplate: route, hasBody: true)?.status == 415)
             }
-            #expect(Self.loopback.check(Self.request(.post, [("Content-Type", "text/plain")]), routeTemplate: route, hasBody: true)?.status == 415)
         }
+        // A tar sent to the JSON route is told where tar uploads go.
+        let misdirected = Self.loopback.check(
+            Self.request(.post, [("Content-Type", "application/x-tar")]), routeTemplate: "/images/build", hasBody: true)
+        #expect(misdirected?.status == 415)
+        #expect(misdirected?.detail.contains("/images/build/tar") == true)
     }
 
     @Test func tarRoutesMatchTheContract() {
