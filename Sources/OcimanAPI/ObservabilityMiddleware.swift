@@ -56,8 +56,9 @@ public struct ObservabilityMiddleware: ServerMiddleware {
         }
         let headAfter = ContinuousClock.now - start
         response.headerFields[.requestID] = requestID
-        if operationID == "getMetrics" {
-            // The generated code says text/plain; Prometheus wants the format version too.
+        if operationID == "getMetrics" && response.status == .ok {
+            // The generated code says text/plain; Prometheus wants the format version too. Only on
+            // the metrics themselves: a refusal (401, 406) is a problem document.
             response.headerFields[.contentType] = MetricsExporter.contentType
         }
         let status = response.status.code
