@@ -8,6 +8,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ocimand", targets: ["ocimand"]),
+        // A Swift client for ocimand, generated from the same openapi.yaml.
+        .library(name: "OcimanClient", targets: ["OcimanClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-openapi-generator", from: "1.14.3"),
@@ -78,6 +80,21 @@ let package = Package(
         ),
         // The contract's `date-time` (RFC 3339), read and written the same way by server and client.
         .target(name: "RFC3339", dependencies: [.product(name: "OpenAPIRuntime", package: "swift-openapi-runtime")]),
+        // Client of the contract (swift-openapi-generator in client mode) over the driver's HTTP/1.1
+        // client: TCP or a unix socket, streams as typed events.
+        .target(
+            name: "OcimanClient",
+            dependencies: [
+                "EngineDriver",
+                "PulledStreams",
+                "RFC3339",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
+        ),
         .target(
             name: "OcimanAPI",
             dependencies: [
@@ -146,6 +163,12 @@ let package = Package(
         ),
         .testTarget(name: "MHDTransportTests", dependencies: ["MHDTransport", "OcimanTestSupport"]),
         .testTarget(name: "EngineDriverTests", dependencies: ["EngineDriver", "OcimanTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["OcimanTestSupport", "OcimanCore", "EngineAdapters", "EngineDriver"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "OcimanTestSupport", "OcimanCore", "EngineAdapters", "EngineDriver", "OcimanClient",
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+            ]
+        ),
     ]
 )

@@ -40,7 +40,7 @@ private let buildResponseTimeout: Duration = .seconds(3600)
 private let transferResponseTimeout: Duration = .seconds(600)
 
 extension CompatibleEngine {
-    var endpoint: String { "unix://\(client.socketPath)" }
+    var endpoint: String { client.endpoint.description }
 
     func answers() async -> Bool {
         (try? await client.send(EngineRequest(.GET, "/_ping", api: .unversioned, timeout: .seconds(2)))) != nil

@@ -4,9 +4,11 @@ import NIOPosix
 import Synchronization
 
 /// HTTP/1.1 client for one engine's unix socket: keep-alive connection pool, version
-/// negotiation, deadlines, streamed bodies and connection hijacking.
+/// negotiation, deadlines, streamed bodies and connection hijacking. `.unversioned` requests
+/// skip the negotiation, which makes it a plain HTTP/1.1 client for any server on a unix socket
+/// or TCP (OcimanClient's transport uses it that way).
 public final class EngineClient: Sendable {
-    public let socketPath: String
+    public let endpoint: HTTPEndpoint
     public let defaultTimeout: Duration
     /// The swift-metrics label of the request-latency histogram; nil records nothing.
     private let latencyMetric: String?
@@ -15,8 +17,12 @@ public final class EngineClient: Sendable {
     private let negotiated = Mutex<Ping?>(nil)
     private static let maxIdleConnections = 16
 
-    public init(socketPath: String, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
-        self.socketPath = socketPath
+    public convenience init(socketPath: String, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
+        self.init(endpoint: .unix(path: socketPath), defaultTimeout: defaultTimeout, latencyMetric: latencyMetric)
+    }
+
+    public init(endpoint: HTTPEndpoint, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
+        self.endpoint = endpoint
         self.defaultTimeout = defaultTimeout
         self.latencyMetric = latencyMetric
         self.group = MultiThreadedEventLoopGroup.singleton
@@ -87,6 +93,16 @@ public final class EngineClient: Sendable {
     /// Sends a request and returns once the response head is in; the body streams.
     /// Statuses ≥ 400 become `EngineError` after reading the (short) error body.
     public func stream(_ request: EngineRequest) async throws -> EngineStream {
+        let response = try await exchange(request)
+        if response.status >= 400 {
+            throw EngineError.from(status: response.status, body: try await response.body.collect())
+        }
+        return response
+    }
+
+    /// Sends a request and returns once the response head is in, whatever its status; the body
+    /// streams. Only failing to get an answer throws.
+    public func exchange(_ request: EngineRequest) async throws -> EngineStream {
         let started = ContinuousClock.now
         defer { EngineMetrics.observe(request, since: started, label: latencyMetric) }
         let call = try await begin(request, sink: ResponseSink.streaming)
@@ -112,11 +128,7 @@ public final class EngineClient: Sendable {
         }
 
         let response = try await call.answer()
-        let status = Int(response.head.status.code)
-        if status >= 400 {
-            throw EngineError.from(status: status, body: try await response.body.collect())
-        }
-        return EngineStream(status: status, headers: response.head.headers, body: response.body)
+        return EngineStream(status: Int(response.head.status.code), headers: response.head.headers, body: response.body)
     }
 
     /// Every pooled request starts the same way: the head first (making it may ping the engine,
@@ -139,7 +151,7 @@ public final class EngineClient: Sendable {
 
     private func head(for request: EngineRequest) async throws -> HTTPRequestHead {
         var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.target(prefix: try await prefix(for: request.api)))
-        head.headers.add(name: "Host", value: "localhost")
+        head.headers.add(name: "Host", value: endpoint.hostHeader)
         for (name, value) in request.headers { head.headers.add(name: name, value: value) }
         switch request.body {
         case .none:
@@ -193,7 +205,7 @@ public final class EngineClient: Sendable {
         let timeout = request.timeout ?? defaultTimeout
         let channel = try await connectRaw(timeout: timeout)
         let headPromise = channel.eventLoop.makePromise(of: HijackHead.self)
-        var text = "\(request.method.rawValue) \(target) HTTP/1.1\r\nHost: localhost\r\n"
+        var text = "\(request.method.rawValue) \(target) HTTP/1.1\r\nHost: \(endpoint.hostHeader)\r\n"
         text += "Connection: Upgrade\r\nUpgrade: tcp\r\n"
         var bodyBytes: [UInt8] = []
         if case .bytes(let contentType, let bytes) = request.body {
@@ -256,12 +268,7 @@ public final class EngineClient: Sendable {
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
                 }
             }
-        let channel: any Channel
-        do {
-            channel = try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
-        } catch {
-            throw EngineError.unavailable("cannot connect to \(socketPath): \(error)")
-        }
+        let channel = try await endpoint.connect(bootstrap)
         let pooled = try await channel.eventLoop.submit { [weak self] in
             let handler = ResponseHandler { reusable in
                 guard let self else { return }
@@ -294,11 +301,7 @@ public final class EngineClient: Sendable {
                     try channel.pipeline.syncOperations.addHandler(RawStreamHandler())
                 }
             }
-        do {
-            return try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
-        } catch {
-            throw EngineError.unavailable("cannot connect to \(socketPath): \(error)")
-        }
+        return try await endpoint.connect(bootstrap)
     }
 }
 

@@ -32,13 +32,10 @@ struct Healthcheck: ParsableCommand {
         let environment = ProcessInfo.processInfo.environment
         do {
             let settings = try Settings(command: server, environment: environment)
-            let address = settings.listen
-            // The server's token: OCIMAN_TOKEN, else the file OCIMAN_TOKEN_FILE names.
-            var token = environment["OCIMAN_TOKEN"].flatMap { $0.isEmpty ? nil : $0 }
-            if token == nil, let path = environment["OCIMAN_TOKEN_FILE"], !path.isEmpty {
-                token = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-            }
-            let status = try HealthProbe.status(of: address, path: path.rawValue, token: token, timeoutSeconds: max(1, timeout))
+            // The server's own resolution of every option (--listen, --token-file, the environment),
+            // so the probe goes where the server listens with the token the server checks.
+            let status = try HealthProbe.status(
+                of: settings.listen, path: path.rawValue, token: settings.token, timeoutSeconds: max(1, timeout))
             guard status == 200 else {
                 FileHandle.standardError.write(Data("unhealthy: GET \(path.rawValue) answered \(status)\n".utf8))
                 throw ExitCode(1)

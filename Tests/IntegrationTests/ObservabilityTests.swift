@@ -94,6 +94,22 @@ struct ObservabilityTests {
         #expect(dead.output.contains("unhealthy"))
     }
 
+    @Test("ocimand healthcheck takes the server's token from --token-file, as the server does")
+    func healthcheckWithTokenFile() async throws {
+        let engine = try #require(TestEngines.available.first)
+        let tokenFile = NSTemporaryDirectory() + "ociman-healthcheck-\(UUID().uuidString)"
+        try "probe-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: tokenFile) }
+        try await withOcimand(engine: engine, arguments: ["--token-file", tokenFile]) { server, _ in
+            // /ready needs the token (/health does not).
+            let listen = "127.0.0.1:\(server.port)"
+            let withToken = try Self.run(["healthcheck", "--listen", listen, "--token-file", tokenFile, "--path", "/ready"])
+            #expect(withToken.status == 0, "\(withToken.output)")
+            let withoutToken = try Self.run(["healthcheck", "--listen", listen, "--path", "/ready"])
+            #expect(withoutToken.status == 1 && withoutToken.output.contains("401"), "\(withoutToken.output)")
+        }
+    }
+
     // MARK: - Helpers
 
     /// The value of the sample whose name and labels are exactly `series`.
@@ -121,7 +137,7 @@ struct ObservabilityTests {
         process.executableURL = URL(fileURLWithPath: try OcimandProcess.locateBinary())
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
-        environment.removeValue(forKey: "OCIMAN_LISTEN")
+        for name in ["OCIMAN_LISTEN", "OCIMAN_TOKEN", "OCIMAN_TOKEN_FILE"] { environment.removeValue(forKey: name) }
         process.environment = environment
         let pipe = Pipe()
         process.standardOutput = pipe

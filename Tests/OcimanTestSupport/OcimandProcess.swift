@@ -31,16 +31,19 @@ public final class OcimandProcess: Sendable {
     public let engine: String
     public let host: String
     public let port: Int
+    /// Set when it listens on a unix socket instead (`host` and `port` are then empty).
+    public let unixSocket: String?
     private let process: ProcessBox
     public let logPath: String
 
     public var baseURL: String { "http://\(host):\(port)" }
 
-    /// Starts ocimand on an ephemeral loopback port with `OCIMAN_BACKEND=engine`.
+    /// Starts ocimand on an ephemeral loopback port (or on `unixSocket`) with `OCIMAN_BACKEND=engine`.
     public static func start(
         engine: String,
         arguments: [String] = [],
-        environment: [String: String] = [:]
+        environment: [String: String] = [:],
+        unixSocket: String? = nil
     ) async throws -> OcimandProcess {
         let binary = try locateBinary()
         let logPath = NSTemporaryDirectory() + "ocimand-test-\(UUID().uuidString).log"
@@ -48,7 +51,7 @@ public final class OcimandProcess: Sendable {
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--listen", "127.0.0.1:0"] + arguments
+        process.arguments = ["--listen", unixSocket.map { "unix:\($0)" } ?? "127.0.0.1:0"] + arguments
         var variables = ProcessInfo.processInfo.environment
         variables["OCIMAN_BACKEND"] = engine
         for (key, value) in environment { variables[key] = value }
@@ -61,9 +64,12 @@ public final class OcimandProcess: Sendable {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             let text = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            if let unixSocket, text.contains("listening") && FileManager.default.fileExists(atPath: unixSocket) {
+                return OcimandProcess(engine: engine, host: "", port: 0, unixSocket: unixSocket, process: box, logPath: logPath)
+            }
             if let range = text.range(of: #"address"?[=:]"?127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
                 let port = Int(text[range].split(separator: ":").last!)!
-                return OcimandProcess(engine: engine, host: "127.0.0.1", port: port, process: box, logPath: logPath)
+                return OcimandProcess(engine: engine, host: "127.0.0.1", port: port, unixSocket: nil, process: box, logPath: logPath)
             }
             if !process.isRunning {
                 throw TestSupportError("ocimand exited with \(process.terminationStatus) at startup:\n\(text)")
@@ -74,10 +80,11 @@ public final class OcimandProcess: Sendable {
         throw TestSupportError("ocimand did not start listening within 30 s")
     }
 
-    private init(engine: String, host: String, port: Int, process: ProcessBox, logPath: String) {
+    private init(engine: String, host: String, port: Int, unixSocket: String?, process: ProcessBox, logPath: String) {
         self.engine = engine
         self.host = host
         self.port = port
+        self.unixSocket = unixSocket
         self.process = process
         self.logPath = logPath
     }
