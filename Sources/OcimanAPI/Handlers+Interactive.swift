@@ -1,3 +1,4 @@
+import HTTPTypes
 import OcimanCore
 import OpenAPIRuntime
 import WebSockets
@@ -29,7 +30,7 @@ extension APIHandler {
     public func attachExecSession(_ input: Operations.AttachExecSession.Input) async throws
         -> Operations.AttachExecSession.Output
     {
-        guard let offer = WebSocketOffer.current else { return .upgradeRequired(Self.upgradeRequired) }
+        guard let offer = WebSocketOffer.current else { throw WebSocketRequired() }
         let session = try await runtime.attachExecSession(input.path.id)
         InteractiveBridge.accept(offer, for: session, logger: logger)
         return .switchingProtocols(.init())
@@ -46,7 +47,7 @@ extension APIHandler {
     }
 
     public func attachContainer(_ input: Operations.AttachContainer.Input) async throws -> Operations.AttachContainer.Output {
-        guard let offer = WebSocketOffer.current else { return .upgradeRequired(Self.upgradeRequired) }
+        guard let offer = WebSocketOffer.current else { throw WebSocketRequired() }
         let session = try await runtime.attachContainer(input.path.id)
         InteractiveBridge.accept(offer, for: session, logger: logger)
         return .switchingProtocols(.init())
@@ -59,14 +60,17 @@ extension APIHandler {
         try await runtime.resizeContainer(input.path.id, TerminalSize(rows: size.rows, columns: size.columns))
         return .noContent(.init())
     }
+}
 
-    /// 426 for a plain request to a WebSocket route.
-    static var upgradeRequired: Components.Responses.UpgradeRequired {
-        .init(
-            headers: .init(upgrade: .websocket),
-            body: .applicationProblemJson(
-                .init(
-                    _type: "about:blank", title: "Upgrade Required", status: 426,
-                    detail: "this route speaks WebSocket only: send a version 13 handshake")))
+/// A plain request to a WebSocket route: 426, a problem document like every refusal (thrown,
+/// so that it is rendered whatever the client accepts).
+struct WebSocketRequired: Error {
+    static var response: (HTTPResponse, HTTPBody) {
+        let (problemHead, body) = ProblemDocument.response(
+            status: 426,
+            bytes: ProblemDocument.render(status: 426, detail: "this route speaks WebSocket only: send a version 13 handshake"))
+        var head = problemHead
+        head.headerFields[.upgrade] = "websocket"
+        return (head, body)
     }
 }
