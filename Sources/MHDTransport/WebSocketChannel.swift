@@ -40,7 +40,7 @@ enum WebSocketChannel {
         }
         opened(channel.channel)
         try? await channel.executeThenClose { inbound, outbound in
-            let socket = FramedSocket(inbound: inbound, outbound: outbound, allocator: channel.channel.allocator)
+            let socket = FramedSocket(inbound: inbound, outbound: outbound, channel: channel.channel)
             await session(socket.connection)
             await socket.close(.normal, "")
             await socket.awaitPeerClose()
@@ -68,7 +68,8 @@ private final class PrefetchedBytes: ChannelInboundHandler, RemovableChannelHand
 /// Frames to messages and back, for one connection.
 private final class FramedSocket: Sendable {
     let outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>
-    let allocator: ByteBufferAllocator
+    let channel: any Channel
+    var allocator: ByteBufferAllocator { channel.allocator }
     private let reader: FrameReader
     /// A close frame went out: nothing may follow it.
     private let closeSent = Atomic<Bool>(false)
@@ -77,11 +78,11 @@ private final class FramedSocket: Sendable {
 
     init(
         inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, outbound: NIOAsyncChannelOutboundWriter<WebSocketFrame>,
-        allocator: ByteBufferAllocator
+        channel: any Channel
     ) {
         self.reader = FrameReader(inbound.makeAsyncIterator())
         self.outbound = outbound
-        self.allocator = allocator
+        self.channel = channel
     }
 
     var connection: WebSocketConnection {
@@ -154,13 +155,20 @@ private final class FramedSocket: Sendable {
         return nil
     }
 
-    /// Sends the close frame once; nothing is sent after it.
+    /// Sends the close frame once and returns when it is on the socket (the channel closes
+    /// right after the session, which would drop it from a full send buffer); nothing is sent
+    /// after it. Messages this task sent before are ahead of it; output another task has queued
+    /// may be dropped, which a closing peer discards anyway. A peer that reads nothing gets
+    /// `closeReplyWait`, then the connection is cut.
     func close(_ code: WebSocketCloseCode, _ reason: String) async {
         guard !closeSent.exchange(true, ordering: .acquiringAndReleasing) else { return }
         var data = allocator.buffer(capacity: 2 + reason.utf8.count)
         data.writeInteger(code.rawValue)
         data.writeString(String(reason.utf8.prefix(120)) ?? "")
-        try? await outbound.write(WebSocketFrame(fin: true, opcode: .connectionClose, data: data))
+        let channel = self.channel
+        let cutOff = channel.eventLoop.scheduleTask(in: WebSocketChannel.closeReplyWait) { channel.close(promise: nil) }
+        try? await channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)).get()
+        cutOff.cancel()
         outbound.finish()
     }
 

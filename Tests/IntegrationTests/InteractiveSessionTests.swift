@@ -10,16 +10,21 @@ import Testing
 struct InteractiveSessionTests {
     static let python = "/opt/ociman-venv-ws/bin/python"
     static let script = SystemRoutesTests.repositoryRoot + "/Tests/interactive/ws_session.py"
-    static let scenarios = ["tty", "interrupt", "binary", "drop", "ping", "attach", "detach", "refusals", "token"]
+    static let scenarios = [
+        "tty", "interrupt", "binary", "drop", "ping", "stalled", "attach", "detach", "refusals", "token",
+    ]
 
-    @Test("stty size after a resize, Ctrl-C, exit codes, 10 MB through cat, a dropped socket, ping, attach, refusals", arguments: TestEngines.available)
+    @Test(
+        "stty size after a resize, Ctrl-C, exit codes, 10 MB through cat, a dropped socket, ping, a stalled reader, attach, refusals",
+        arguments: TestEngines.available)
     func scenariosWithWebsockets(engine: String) async throws {
         let token = UUID().uuidString
         let fixture = EngineFixture(engine: engine)
         try await fixture.withCleanup {
             try await withOcimand(engine: engine, environment: ["OCIMAN_TOKEN": token]) { server, _ in
                 let (status, output) = try Self.run(
-                    [Self.script, server.baseURL, fixture.labelKey, fixture.runID] + Self.scenarios, token: token)
+                    [Self.script, server.baseURL, fixture.labelKey, fixture.runID] + Self.scenarios, token: token,
+                    pid: server.processIdentifier)
                 for scenario in Self.scenarios {
                     #expect(output.contains("ok   \(scenario) "), "\(engine): \(scenario) did not pass:\n\(output)")
                 }
@@ -28,7 +33,7 @@ struct InteractiveSessionTests {
         }
     }
 
-    static func run(_ arguments: [String], token: String) throws -> (Int32, String) {
+    static func run(_ arguments: [String], token: String, pid: Int32) throws -> (Int32, String) {
         guard FileManager.default.isExecutableFile(atPath: python) else {
             throw TestSupportError("\(python) is missing: run scripts/setup-engines.sh")
         }
@@ -37,6 +42,7 @@ struct InteractiveSessionTests {
         process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         environment["OCIMAN_TOKEN"] = token
+        environment["OCIMAND_PID"] = String(pid)
         process.environment = environment
         let output = Pipe()
         process.standardOutput = output
