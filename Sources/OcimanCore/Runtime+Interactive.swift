@@ -89,6 +89,10 @@ extension Runtime {
         } catch EngineFailure.conflict {
             throw .conflict("exec session \(execID) is not running")
         } catch {
+            // Docker answers 500 for an exec that is not running (created, or exited).
+            if let state = try? await engine.inspectExec(execID), !state.running {
+                throw .conflict("exec session \(execID) is not running")
+            }
             throw OcimanError(converting: error, context: "resize exec session \(execID)")
         }
     }
@@ -132,6 +136,9 @@ extension Runtime {
         } catch EngineFailure.conflict {
             throw .conflict("container \(id) is not running")
         } catch {
+            if let inspected = try? await engine.inspectContainer(id), !inspected.container.state.running {
+                throw .conflict("container \(id) is not running")
+            }
             throw OcimanError(converting: error, context: "resize container \(id)")
         }
     }
@@ -154,7 +161,7 @@ extension Runtime {
             while true {
                 do {
                     return try await resize(size)
-                } catch EngineFailure.conflict where ContinuousClock.now < deadline {
+                } catch let failure as EngineFailure where failure.isNotRunningYet && ContinuousClock.now < deadline {
                     try await Task.sleep(for: pause)
                     pause = min(pause * 2, .milliseconds(100))
                 } catch {
@@ -186,5 +193,16 @@ struct AttachEventDecoder: PullDecoder {
     func fail(_ error: any Error) async throws -> [ExecEvent] {
         exit.cancel()
         throw OcimanError(converting: error, context: "attach to container \(containerID)")
+    }
+}
+
+extension EngineFailure {
+    /// What the engines answer a resize that comes before the process has its terminal: 409,
+    /// or Docker's 500.
+    fileprivate var isNotRunningYet: Bool {
+        switch self {
+        case .conflict, .failed: true
+        default: false
+        }
     }
 }
