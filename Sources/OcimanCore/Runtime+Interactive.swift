@@ -89,10 +89,16 @@ extension Runtime {
         } catch EngineFailure.conflict {
             throw .conflict("exec session \(execID) is not running")
         } catch {
-            // Docker answers 500 for an exec that is not running (created, or exited).
-            if let state = try? await engine.inspectExec(execID), !state.running {
-                throw .conflict("exec session \(execID) is not running")
+            // Docker answers 500 for an exec that is not running (created, or exited), or unknown.
+            let state: ExecState
+            do {
+                state = try await engine.inspectExec(execID)
+            } catch EngineFailure.notFound {
+                throw .notFound("no such exec session: \(execID)")
+            } catch {
+                throw OcimanError(converting: error, context: "resize exec session \(execID)")
             }
+            if !state.running { throw .conflict("exec session \(execID) is not running") }
             throw OcimanError(converting: error, context: "resize exec session \(execID)")
         }
     }
@@ -136,9 +142,8 @@ extension Runtime {
         } catch EngineFailure.conflict {
             throw .conflict("container \(id) is not running")
         } catch {
-            if let inspected = try? await engine.inspectContainer(id), !inspected.container.state.running {
-                throw .conflict("container \(id) is not running")
-            }
+            let inspected = try await onContainer(id) { try await engine.inspectContainer(id) }
+            if !inspected.container.state.running { throw .conflict("container \(id) is not running") }
             throw OcimanError(converting: error, context: "resize container \(id)")
         }
     }
