@@ -52,6 +52,8 @@ test:
 	$(SWIFT) test --no-parallel
 	# The contract fuzz (schemathesis) needs the engines to itself for the same reason.
 	scripts/contract-test.sh
+	# Python clients generated from openapi.yaml (two generators) run a lifecycle on both engines.
+	scripts/generated-clients-test.sh
 	$(MAKE) --no-print-directory readme-check
 
 ## readme-check: every README example, verbatim, against a debug ocimand on each engine in turn.

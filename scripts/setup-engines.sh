@@ -62,6 +62,8 @@ IMAGE="$IMAGE_REPO:$IMAGE_TAG"
 . "$(dirname "$0")/setup/postgres-image.sh"
 # shellcheck source=setup/interactive-tools.sh
 . "$(dirname "$0")/setup/interactive-tools.sh"
+# shellcheck source=setup/client-generators.sh
+. "$(dirname "$0")/setup/client-generators.sh"
 
 T0=$(date +%s%N)
 ROOTFS_DIR=""
@@ -415,6 +417,7 @@ full)
     ensure_postgres_image "$DOCKER_SOCK" docker
     ensure_postgres_image "$PODMAN_SOCK" podman
     ensure_interactive_tools
+    ensure_client_generators
     ;;
 esac
 
