@@ -116,14 +116,8 @@ extension Runtime {
 
     private static func attach(to id: String, tty: Bool, engine: any ContainerEngine) async throws -> InteractiveSession {
         // Asked before the process can exit: an auto-removed container has no exit code to ask for afterwards.
-        let exit = Task { try await engine.waitContainer(id, until: .nextExit) }
-        let connection: ProcessConnection
-        do {
-            connection = try await engine.attachContainer(id, tty: tty)
-        } catch {
-            exit.cancel()
-            throw error
-        }
+        let exit = ExitWaiter(Task { try await engine.waitContainer(id, until: .nextExit) })
+        let connection = try await engine.attachContainer(id, tty: tty)
         return InteractiveSession(
             tty: tty,
             events: .decoding(connection.output, with: AttachEventDecoder(containerID: id, exit: exit)),
@@ -181,7 +175,7 @@ extension Runtime {
 /// output ended because it exited.
 struct AttachEventDecoder: PullDecoder {
     let containerID: String
-    let exit: Task<Int, any Error>
+    let exit: ExitWaiter
 
     func feed(_ chunk: OutputChunk) -> [ExecEvent] {
         [.output(chunk.stream, chunk.bytes)]
@@ -189,16 +183,23 @@ struct AttachEventDecoder: PullDecoder {
 
     func finish() async throws -> [ExecEvent] {
         do {
-            return [.exit(code: try await exit.value)]
+            return [.exit(code: try await exit.task.value)]
         } catch {
             throw OcimanError(converting: error, context: "the exit code of container \(containerID)")
         }
     }
 
     func fail(_ error: any Error) async throws -> [ExecEvent] {
-        exit.cancel()
         throw OcimanError(converting: error, context: "attach to container \(containerID)")
     }
+}
+
+/// The wait for a container's exit, for as long as its attach is read: a client that detaches
+/// drops it, which ends the engine request.
+final class ExitWaiter: Sendable {
+    let task: Task<Int, any Error>
+    init(_ task: Task<Int, any Error>) { self.task = task }
+    deinit { task.cancel() }
 }
 
 extension EngineFailure {
