@@ -11,11 +11,11 @@ struct InteractiveSessionTests {
     static let python = "/opt/ociman-venv-ws/bin/python"
     static let script = SystemRoutesTests.repositoryRoot + "/Tests/interactive/ws_session.py"
     static let scenarios = [
-        "tty", "interrupt", "binary", "drop", "ping", "stalled", "attach", "detach", "refusals", "token",
+        "tty", "interrupt", "binary", "drop", "ping", "stalled", "stalled-stdin", "attach", "detach", "refusals", "token",
     ]
 
     @Test(
-        "stty size after a resize, Ctrl-C, exit codes, 10 MB through cat, a dropped socket, ping, a stalled reader, attach, refusals",
+        "stty size after a resize, Ctrl-C, exit codes, 10 MB through cat, a dropped socket, ping, stalled both ways, attach, refusals",
         arguments: TestEngines.available)
     func scenariosWithWebsockets(engine: String) async throws {
         let token = UUID().uuidString

@@ -221,6 +221,37 @@ async def stalled_reader():
     print(f"     stalled: ocimand grew {grown} KiB in 4 s; {received} bytes flowed once reading resumed", flush=True)
 
 
+async def stalled_stdin():
+    """A process that never reads its stdin holds the client's writes back: ocimand reads no more
+    from the socket than the engine takes, and its memory stays flat (OCIMAND_PID)."""
+    pid = int(os.environ["OCIMAND_PID"])
+    container = run_container(["sleep", "600"])
+    exec_id = exec_session(container, ["sh", "-c", "echo started; exec sleep 600"], tty=False)
+    async with connect(f"/exec-sessions/{exec_id}/attach") as ws:
+        session = Session(ws)
+        await session.wait_for(b"started")
+        chunk = bytes(64 << 10)
+        sent = 0
+
+        async def flood():
+            nonlocal sent
+            while True:
+                await session.send(STDIN, chunk)
+                sent += len(chunk)
+
+        writer = asyncio.create_task(flood())
+        await asyncio.sleep(1)
+        before = rss_kib(pid)
+        await asyncio.sleep(4)
+        grown = rss_kib(pid) - before
+        writer.cancel()
+        check(grown < 64 * 1024, f"ocimand grew by {grown} KiB in 4 s while the process read nothing")
+        # Unheld, a loopback socket takes gigabytes in 5 s; held, the buffers on the way fill.
+        check(sent < 256 << 20, f"the client sent {sent >> 20} MiB to a process that reads nothing")
+        ws.transport.abort()
+    print(f"     stalled stdin: ocimand grew {grown} KiB in 4 s; the client got {sent >> 20} MiB out", flush=True)
+
+
 async def ping_pong():
     """An idle session answers pings (and stays open)."""
     container = run_container(["sleep", "600"])
@@ -309,6 +340,7 @@ SCENARIOS = {
     "drop": dropped_socket_ends_process,
     "ping": ping_pong,
     "stalled": stalled_reader,
+    "stalled-stdin": stalled_stdin,
     "attach": attach_run_exit_autoremove,
     "detach": attach_detach_keeps_running,
     "refusals": refusals,
@@ -330,5 +362,5 @@ async def main(names):
 
 
 if __name__ == "__main__":
-    chosen = sys.argv[4:] or [name for name in SCENARIOS if name not in ("token", "stalled")]
+    chosen = sys.argv[4:] or [name for name in SCENARIOS if name not in ("token", "stalled", "stalled-stdin")]
     sys.exit(1 if asyncio.run(main(chosen)) else 0)
