@@ -57,6 +57,7 @@ IMAGE_REPO=localhost/busybox
 IMAGE_TAG=test
 IMAGE="$IMAGE_REPO:$IMAGE_TAG"
 
+SETUP_DIR=$(dirname "$0")/setup   # the parts in files of their own, sourced (they use the helpers here)
 T0=$(date +%s%N)
 ROOTFS_DIR=""
 trap '[ -z "$ROOTFS_DIR" ] || rm -rf "$ROOTFS_DIR"' EXIT
@@ -398,11 +399,17 @@ run)
 full)
     ensure_pkgs "${BUILD_PKGS[@]}" "${ENGINE_PKGS[@]}" "${TOOL_PKGS[@]}"
     ensure_containers_conf
+    . "$SETUP_DIR/test-pki.sh"
+    . "$SETUP_DIR/docker-tls.sh"
     [ "$FRESH_DOCKER_ROOT" = 0 ] || use_fresh_docker_root
     ensure_dockerd
+    docker_tls_answers || die "dockerd does not answer on its TLS listener $DOCKER_TLS_ADDRESS; see $DOCKER_LOG"
     ensure_podman_service
     ensure_image "$DOCKER_SOCK" docker docker
     ensure_image "$PODMAN_SOCK" podman podman
+    . "$SETUP_DIR/sshd.sh"
+    . "$SETUP_DIR/rootless-podman.sh"
+    . "$SETUP_DIR/registries.sh"
     ;;
 esac
 

@@ -15,10 +15,12 @@ final class PodmanEngine: CompatibleEngine {
     let bridgeNetwork = "podman"
     let version = EngineVersionCache()
     let buildLedger: ProcessLedger
+    let publishedPortHost: String?
 
     /// Ends the build steps an earlier ocimand left running (see `buildImage`).
-    init(client: EngineClient, buildLedger: ProcessLedger = ProcessLedger()) {
+    init(client: EngineClient, publishedPortHost: String? = nil, buildLedger: ProcessLedger = ProcessLedger()) {
         self.client = client
+        self.publishedPortHost = publishedPortHost
         self.buildLedger = buildLedger
         for id in buildLedger.leftovers() {
             HostProcessTree.killCgroup(BuildCgroup.path(id))
@@ -57,7 +59,7 @@ final class PodmanEngine: CompatibleEngine {
     }
 
     func inspectContainer(_ id: String) async throws -> InspectedContainer {
-        ContainerMapping.inspected(try await classified { try await client.inspectContainer(id, libpod: true) })
+        ContainerMapping.inspected(try await classified { try await client.inspectContainer(id, libpod: true) }, publishedPortHost: publishedPortHost)
     }
 
     func listContainers(labels: [String], name: String?) async throws -> [ContainerSummary] {

@@ -3,10 +3,10 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// HTTP/1.1 client for one engine's unix socket: keep-alive connection pool, version
-/// negotiation, deadlines, streamed bodies and connection hijacking.
+/// HTTP/1.1 client for one engine (over any `EngineTransport`): keep-alive connection pool,
+/// version negotiation, deadlines, streamed bodies and connection hijacking.
 public final class EngineClient: Sendable {
-    public let socketPath: String
+    public let transport: any EngineTransport
     public let defaultTimeout: Duration
     /// The swift-metrics label of the request-latency histogram; nil records nothing.
     private let latencyMetric: String?
@@ -15,11 +15,15 @@ public final class EngineClient: Sendable {
     private let negotiated = Mutex<Ping?>(nil)
     private static let maxIdleConnections = 16
 
-    public init(socketPath: String, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
-        self.socketPath = socketPath
+    public init(transport: any EngineTransport, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
+        self.transport = transport
         self.defaultTimeout = defaultTimeout
         self.latencyMetric = latencyMetric
         self.group = MultiThreadedEventLoopGroup.singleton
+    }
+
+    public convenience init(socketPath: String, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
+        self.init(transport: UnixSocketTransport(path: socketPath), defaultTimeout: defaultTimeout, latencyMetric: latencyMetric)
     }
 
     // MARK: - Version negotiation
@@ -249,18 +253,8 @@ public final class EngineClient: Sendable {
         }) {
             if pooled.channel.isActive { return pooled }
         }
-        let bootstrap = ClientBootstrap(group: current ?? group.next())
-            .connectTimeout(TimeAmount(timeout))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                }
-            }
-        let channel: any Channel
-        do {
-            channel = try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
-        } catch {
-            throw EngineError.unavailable("cannot connect to \(socketPath): \(error)")
+        let channel = try await transport.connect(on: current ?? group.next(), timeout: timeout, halfClosure: false) {
+            try $0.pipeline.syncOperations.addHTTPClientHandlers()
         }
         let pooled = try await channel.eventLoop.submit { [weak self] in
             let handler = ResponseHandler { reusable in
@@ -286,18 +280,10 @@ public final class EngineClient: Sendable {
         }
     }
 
+    /// A connection of its own (not pooled) that keeps reading after a half-close.
     private func connectRaw(timeout: Duration) async throws -> any Channel {
-        let bootstrap = ClientBootstrap(group: group)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RawStreamHandler())
-                }
-            }
-        do {
-            return try await bootstrap.connect(unixDomainSocketPath: socketPath).get()
-        } catch {
-            throw EngineError.unavailable("cannot connect to \(socketPath): \(error)")
+        try await transport.connect(on: group.next(), timeout: timeout, halfClosure: true) {
+            try $0.pipeline.syncOperations.addHandler(RawStreamHandler())
         }
     }
 }

@@ -104,7 +104,7 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(EngineError.protocolViolation("\(error)"), context: context)
+        fail(EngineError.connection(error), context: context)
     }
 
     private func fail(_ error: EngineError, context: ChannelHandlerContext?) {
@@ -192,6 +192,11 @@ final class RawStreamHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if headPromise == nil, EngineError.isUncleanTLSShutdown(error) {
+            gate?.finish()
+            context.close(promise: nil)
+            return
+        }
         fail(EngineError.unavailable("\(error)"), context: context)
     }
 

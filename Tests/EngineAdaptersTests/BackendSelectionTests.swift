@@ -119,7 +119,10 @@ struct BackendSelectionTests {
             variables: testCase.variables,
             configFile: testCase.config,
             podmanBinaryExists: testCase.podmanBinary,
-            probe: { answering.contains($0) }
+            probe: { address in
+                if case .unix(let path) = address, answering.contains(path) { return nil }
+                return ""
+            }
         )
         let outcome: Result<BackendSelection, BackendSelectionError>
         do {
