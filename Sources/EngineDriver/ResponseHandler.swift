@@ -51,8 +51,14 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.onComplete = onComplete
     }
 
+    /// Why the connection ended while no request was on it: a request begun afterwards fails
+    /// with it at once (a TLS peer that refuses our certificate says so only after the
+    /// handshake, before the first request goes out).
+    private var endedWith: EngineError?
+
     func begin(_ sink: ResponseSink) {
         state = .awaitingHead(sink)
+        if let endedWith { fail(endedWith, context: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -111,7 +117,7 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let failed = state
         state = .idle
         switch failed {
-        case .idle: break
+        case .idle: endedWith = endedWith ?? error
         case .awaitingHead(.streaming(let promise)): promise.fail(error)
         case .awaitingHead(.collecting(let promise)): promise.fail(error)
         case .streaming(let gate): gate.finish(throwing: error)
@@ -139,8 +145,15 @@ final class RawStreamHandler: ChannelDuplexHandler {
     private var gate: ReadGate?
     private static let headTerminator: [UInt8] = Array("\r\n\r\n".utf8)
 
+    /// Why the connection ended before the request went out (see `ResponseHandler.endedWith`).
+    private var endedWith: EngineError?
+
     func expectHead(_ promise: EventLoopPromise<HijackHead>) {
         headPromise = promise
+        if let endedWith {
+            headPromise = nil
+            promise.fail(endedWith)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -179,7 +192,9 @@ final class RawStreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        headPromise?.fail(EngineError.unavailable("the engine closed the connection before answering"))
+        let closed = EngineError.unavailable("the engine closed the connection before answering")
+        if gate == nil { endedWith = endedWith ?? closed }
+        headPromise?.fail(closed)
         headPromise = nil
         gate?.finish()
         context.fireChannelInactive()
@@ -201,6 +216,7 @@ final class RawStreamHandler: ChannelDuplexHandler {
     }
 
     private func fail(_ error: EngineError, context: ChannelHandlerContext) {
+        if gate == nil { endedWith = endedWith ?? error }
         headPromise?.fail(error)
         headPromise = nil
         gate?.finish(throwing: error)

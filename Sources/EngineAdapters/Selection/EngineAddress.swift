@@ -6,7 +6,7 @@ import OcimanCore
 /// `unix://PATH`, `tcp://HOST[:PORT]` (Docker: TLS when `DOCKER_TLS_VERIFY` is set, with the
 /// files in `DOCKER_CERT_PATH`, as the docker CLI reads them), `ssh://[USER@]HOST[:PORT]` (Docker,
 /// through `docker system dial-stdio` on the host) or `ssh://[USER@]HOST[:PORT]/PATH` (Podman's
-/// socket at PATH on the host).
+/// socket at PATH on the host, through `podman system dial-stdio` there).
 public enum EngineAddress: Sendable, Equatable, CustomStringConvertible {
     case unix(String)
     case tcp(host: String, port: Int, tls: EngineTLSFiles?)
@@ -77,7 +77,7 @@ public enum EngineAddress: Sendable, Equatable, CustomStringConvertible {
         case .unix(let path): UnixSocketTransport(path: path)
         case .tcp(let host, let port, let tls): try TCPTransport(host: host, port: port, tls: tls)
         case .ssh(let destination, let path):
-            SSHTransport(destination: destination, target: path.map { .socket($0) } ?? .dockerDialStdio)
+            SSHTransport(destination: destination, target: path.map { .podmanSocket($0) } ?? .dockerDialStdio)
         }
     }
 

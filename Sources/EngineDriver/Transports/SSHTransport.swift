@@ -33,9 +33,10 @@ public final class SSHTransport: EngineTransport {
     public enum Target: Sendable, Equatable {
         /// `docker system dial-stdio` run on the remote host, as the docker CLI does.
         case dockerDialStdio
-        /// A unix socket on the remote host, forwarded by ssh itself (`ssh -W PATH`), as
-        /// Podman's `ssh://host/path/to/podman.sock` names it.
-        case socket(String)
+        /// Podman's socket at this path on the remote host (`ssh://host/path/to/podman.sock`),
+        /// through `podman --url unix://PATH system dial-stdio` run there (OpenSSH's `-W` takes
+        /// only host:port).
+        case podmanSocket(String)
     }
 
     public let destination: SSHDestination
@@ -53,7 +54,7 @@ public final class SSHTransport: EngineTransport {
     public var endpoint: String {
         switch target {
         case .dockerDialStdio: destination.url
-        case .socket(let path): destination.url + path
+        case .podmanSocket(let path): destination.url + path
         }
     }
 
@@ -65,7 +66,10 @@ public final class SSHTransport: EngineTransport {
         var arguments = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=\(seconds)", "-T"] + destination.options
         switch target {
         case .dockerDialStdio: arguments += ["--", destination.host, "docker", "system", "dial-stdio"]
-        case .socket(let path): arguments += ["-W", path, "--", destination.host]
+        case .podmanSocket(let path):
+            // The remote shell reads the command line: the path is quoted for it.
+            let quoted = "'" + "unix://\(path)".replacingOccurrences(of: "'", with: "'\\''") + "'"
+            arguments += ["--", destination.host, "podman", "--url", quoted, "system", "dial-stdio"]
         }
         return arguments
     }
@@ -120,9 +124,8 @@ public final class SSHTransport: EngineTransport {
                 }
                 .takingOwnershipOfDescriptors(input: input, output: output).get()
             // Our ends closed means ssh sees EOF and exits; the signal is for one that hangs.
-            channel.closeFuture.whenComplete { _ in
-                if process.isRunning { process.terminate() }
-            }
+            let child = SSHChild(process)
+            channel.closeFuture.whenComplete { _ in child.terminate() }
             return channel
         } catch {
             close(input)
@@ -161,6 +164,14 @@ public final class SSHTransport: EngineTransport {
         }
         throw EngineError.unavailable("\(executable) not found in PATH")
     }
+}
+
+/// The ssh process of one connection. Process is not Sendable; it is only asked whether it runs
+/// and signalled, which Foundation does under its own lock.
+private final class SSHChild: @unchecked Sendable {
+    private let process: Process
+    init(_ process: Process) { self.process = process }
+    func terminate() { if process.isRunning { process.terminate() } }
 }
 
 /// The last few KiB an ssh process wrote on stderr.
