@@ -81,7 +81,12 @@ public final class EngineClient: Sendable {
         let started = ContinuousClock.now
         defer { EngineMetrics.observe(request, since: started, label: latencyMetric) }
         let call = try await begin(request, sink: ResponseSink.collecting)
-        let collected = try await call.answer()
+        let collected: CollectedResponse
+        do {
+            collected = try await call.answer()
+        } catch let error as EngineError where error.isClosedBeforeAnswer && call.reused {
+            collected = try await begin(request, sink: ResponseSink.collecting, reuse: false).answer()
+        }
         let status = Int(collected.head.status.code)
         let body = Array(collected.body.readableBytesView)
         if status >= 300 { throw EngineError.from(status: status, body: body) }
@@ -93,8 +98,8 @@ public final class EngineClient: Sendable {
     public func stream(_ request: EngineRequest) async throws -> EngineStream {
         let started = ContinuousClock.now
         defer { EngineMetrics.observe(request, since: started, label: latencyMetric) }
-        let call = try await begin(request, sink: ResponseSink.streaming)
-        let channel = call.channel
+        var call = try await begin(request, sink: ResponseSink.streaming)
+        var channel = call.channel
 
         if case .stream(_, let chunks) = request.body {
             do {
@@ -115,7 +120,14 @@ public final class EngineClient: Sendable {
             }
         }
 
-        let response = try await call.answer()
+        let response: StreamedResponseHead
+        do {
+            response = try await call.answer()
+        } catch let error as EngineError where error.isClosedBeforeAnswer && call.reused && !request.body.isStream {
+            call = try await begin(request, sink: ResponseSink.streaming, reuse: false)
+            channel = call.channel
+            response = try await call.answer()
+        }
         let status = Int(response.head.status.code)
         if status >= 400 {
             throw EngineError.from(status: status, body: try await response.body.collect())
@@ -127,16 +139,17 @@ public final class EngineClient: Sendable {
     /// which must not hold a pooled connection), then a connection, the deadline for the answer,
     /// and the request handed to the connection's loop.
     private func begin<Answer: Sendable>(
-        _ request: EngineRequest, sink: (EventLoopPromise<Answer>) -> ResponseSink
+        _ request: EngineRequest, sink: (EventLoopPromise<Answer>) -> ResponseSink, reuse: Bool = true
     ) async throws -> PendingAnswer<Answer> {
         let requestHead = try await head(for: request)
         let timeout = request.timeout ?? defaultTimeout
-        let connection = try await acquire(timeout: timeout)
+        let (connection, reused) = try await acquire(timeout: timeout, reuse: reuse)
         let channel = connection.channel
         let answer = channel.eventLoop.makePromise(of: Answer.self)
         var pending = PendingAnswer(
             channel: channel, future: answer.futureResult, deadline: Deadline(channel: channel, after: timeout),
             what: "\(request.method) \(request.path) after \(timeout)")
+        pending.reused = reused
         pending.headWritten = write(request, head: requestHead, on: connection, sink: sink(answer))
         return pending
     }
@@ -243,15 +256,17 @@ public final class EngineClient: Sendable {
 
     // MARK: - Connections
 
-    private func acquire(timeout: Duration) async throws -> PooledConnection {
+    /// An idle pooled connection (`reused`), or a new one.
+    private func acquire(timeout: Duration, reuse: Bool) async throws -> (PooledConnection, reused: Bool) {
         // A connection of the loop this task runs on (see EventLoopTaskExecutor) answers without a
         // thread hand-off; any other idle one is still cheaper than a new connection.
         let current = MultiThreadedEventLoopGroup.currentEventLoop
-        while let pooled = idle.withLock({ idle in
+        while reuse, let pooled = idle.withLock({ idle in
             let local = current.flatMap { loop in idle.lastIndex { $0.channel.eventLoop === loop } }
             return local.map { idle.remove(at: $0) } ?? idle.popLast()
         }) {
-            if pooled.channel.isActive { return pooled }
+            if pooled.channel.isActive, !pooled.ended.isSet { return (pooled, true) }
+            pooled.channel.close(promise: nil)
         }
         let channel = try await transport.connect(on: current ?? group.next(), timeout: timeout, halfClosure: false) {
             try $0.pipeline.syncOperations.addHTTPClientHandlers()
@@ -262,15 +277,15 @@ public final class EngineClient: Sendable {
                 if reusable { self.release(channel) } else { channel.close(promise: nil) }
             }
             try channel.pipeline.syncOperations.addHandler(handler)
-            return PooledConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            return PooledConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), ended: handler.ended)
         }.get()
-        return pooled
+        return (pooled, false)
     }
 
     private func release(_ channel: any Channel) {
         guard channel.isActive else { return }
         channel.pipeline.handler(type: ResponseHandler.self).whenSuccess { handler in
-            let pooled = PooledConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            let pooled = PooledConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), ended: handler.ended)
             let kept = self.idle.withLock { idle in
                 guard idle.count < Self.maxIdleConnections else { return false }
                 idle.append(pooled)
@@ -291,6 +306,7 @@ public final class EngineClient: Sendable {
 struct PooledConnection: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<ResponseHandler>
+    let ended: OnceFlag
 }
 
 /// What a request waits for (the head, or the whole response) on its connection.
@@ -302,6 +318,8 @@ private struct PendingAnswer<Answer: Sendable>: Sendable {
     let what: String
     /// Writes of a streamed body must wait for this: the loop's writes and the task's are not ordered.
     var headWritten: EventLoopFuture<Void>
+    /// The connection came from the pool: an engine that closed it as idle never saw the request.
+    var reused = false
 
     init(channel: any Channel, future: EventLoopFuture<Answer>, deadline: Deadline, what: String) {
         self.channel = channel

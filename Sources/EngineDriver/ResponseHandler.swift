@@ -46,6 +46,9 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var state = State.idle
     private var keepAlive = true
     private let onComplete: (_ reusable: Bool) -> Void
+    /// Set once the connection can carry no further request; read by the pool from any thread
+    /// (a TLS connection the engine closed stays active while the TLS shutdown runs).
+    let ended = OnceFlag()
 
     init(onComplete: @escaping (_ reusable: Bool) -> Void) {
         self.onComplete = onComplete
@@ -82,6 +85,7 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
             gate.deliver(bytes)
         case (.streaming(let gate), .end):
             state = .idle
+            if !keepAlive { ended.set() }
             if gate.finish() { context.read() }
             onComplete(keepAlive)
         case (.collecting(let promise, let head, var body), .body(var bytes)):
@@ -91,6 +95,7 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
             state = .collecting(promise, head, body)
         case (.collecting(let promise, let head, let body), .end):
             state = .idle
+            if !keepAlive { ended.set() }
             // The connection goes back to the pool before the waiter runs.
             onComplete(keepAlive)
             promise.succeed(CollectedResponse(head: head, body: body))
@@ -105,8 +110,18 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        fail(EngineError.unavailable("the engine closed the connection"), context: nil)
+        if case .awaitingHead = state {
+            fail(EngineError.closedBeforeAnswer, context: nil)
+        } else {
+            fail(EngineError.unavailable("the engine closed the connection"), context: nil)
+        }
         context.fireChannelInactive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // TLS close_notify from the engine: no further request fits on this connection.
+        if case ChannelEvent.inputClosed = event { ended.set() }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -116,6 +131,7 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func fail(_ error: EngineError, context: ChannelHandlerContext?) {
         let failed = state
         state = .idle
+        ended.set()
         switch failed {
         case .idle: endedWith = endedWith ?? error
         case .awaitingHead(.streaming(let promise)): promise.fail(error)

@@ -1,6 +1,16 @@
 import NIOSSL
 
 extension EngineError {
+    /// The connection ended after the request was handed to it and before any byte of an
+    /// answer: on a connection reused from the pool, the engine closed it as idle and never saw
+    /// the request, which is then sent once more on a new connection.
+    static let closedBeforeAnswer = EngineError.unavailable("the engine closed the connection before answering")
+
+    var isClosedBeforeAnswer: Bool {
+        if case .unavailable(let message) = self { return message == "the engine closed the connection before answering" }
+        return false
+    }
+
     /// An error a connection's pipeline raised: TLS failures (a certificate the CA did not sign,
     /// a name that does not match, our certificate refused) mean the engine cannot be used, and
     /// say so in OpenSSL's words; anything else is the engine breaking the protocol.
