@@ -52,11 +52,11 @@ test:
 	$(SWIFT) test --no-parallel
 	# The same engines reached as users elsewhere reach theirs (scripts/setup/): Docker over TCP with
 	# mutual TLS and over ssh (container, image and registry suites), and rootless Podman run by an
-	# unprivileged user (container and registry suites).
+	# unprivileged user (container and registry suites, and what only rootless has).
 	OCIMAN_TEST_ENGINES=docker-tls,docker-ssh $(SWIFT) test --no-parallel --skip-build \
 		--filter 'ContainerLifecycleTests|ImageTests|RegistryTests'
 	OCIMAN_TEST_ENGINES=podman-rootless $(SWIFT) test --no-parallel --skip-build \
-		--filter 'ContainerLifecycleTests|RegistryTests'
+		--filter 'ContainerLifecycleTests|RegistryTests|RootlessPodmanTests'
 	# The contract fuzz (schemathesis) needs the engines to itself for the same reason.
 	scripts/contract-test.sh
 	$(MAKE) --no-print-directory readme-check

@@ -408,8 +408,8 @@ full)
     ensure_image "$DOCKER_SOCK" docker docker
     ensure_image "$PODMAN_SOCK" podman podman
     . "$SETUP_DIR/sshd.sh"
-    . "$SETUP_DIR/rootless-podman.sh"
     . "$SETUP_DIR/registries.sh"
+    . "$SETUP_DIR/rootless-podman.sh"
     ;;
 esac
 

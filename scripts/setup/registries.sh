@@ -1,4 +1,5 @@
-# Sourced by scripts/setup-engines.sh: two Debian docker-registry instances (the reference registry)
+# Sourced by scripts/setup-engines.sh (before rootless-podman.sh, which restarts the user's Podman
+# service when the registries configuration changed): two Debian docker-registry instances (the reference registry)
 #   127.0.0.1:5000  plain HTTP, no auth (Docker treats 127.0.0.0/8 as insecure by itself; Podman is
 #                   told so in /etc/containers/registries.conf.d/ociman-test.conf)
 #   127.0.0.1:5443  TLS with a certificate of the test CA (scripts/setup/test-pki.sh) and htpasswd
@@ -7,6 +8,7 @@
 OCIMAN_REGISTRY_DIR=/etc/ociman-test
 OCIMAN_REGISTRY_DATA=/var/lib/ociman-registry
 OCIMAN_REGISTRY_USER=ociman
+REGISTRIES_CONF_CHANGED=0
 
 registry_start() {   # registry_start NAME PROBE_URL CURL_ARGS...
     local name=$1 url=$2; shift 2
@@ -70,9 +72,19 @@ CONF
         mkdir -p "$dir"
         cmp -s "$OCIMAN_PKI/ca.pem" "$dir/ca.crt" || cp "$OCIMAN_PKI/ca.pem" "$dir/ca.crt"
     done
-    mkdir -p /etc/containers/registries.conf.d
-    printf '# Written by scripts/setup/registries.sh: the test registry without TLS.\n[[registry]]\nlocation = "127.0.0.1:5000"\ninsecure = true\n' \
-        >/etc/containers/registries.conf.d/ociman-test.conf
+    # A running Podman service keeps the registries configuration it read first: restarted on a change.
+    local insecure=/etc/containers/registries.conf.d/ociman-test.conf
+    local text='# Written by scripts/setup/registries.sh: the test registry without TLS.
+[[registry]]
+location = "127.0.0.1:5000"
+insecure = true'
+    if [ "$(cat "$insecure" 2>/dev/null)" != "$text" ]; then
+        mkdir -p "$(dirname "$insecure")"
+        printf '%s\n' "$text" >"$insecure"
+        REGISTRIES_CONF_CHANGED=1
+        ACTIONS+=("wrote $insecure")
+        stop_our_podman_service && ensure_podman_service
+    fi
     registry_start open http://127.0.0.1:5000/v2/
     registry_start auth https://127.0.0.1:5443/v2/ --cacert "$OCIMAN_PKI/ca.pem"
 }

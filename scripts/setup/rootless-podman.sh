@@ -33,6 +33,13 @@ ensure_rootless_podman() {
         chown "$ROOTLESS_USER:" "$conf_dir/containers.conf"
         ACTIONS+=("wrote $conf_dir/containers.conf")
     fi
+    local service
+    service=$(pgrep -u "$ROOTLESS_USER" -f 'podman system service' || true)
+    if [ -n "$service" ] && [ "${REGISTRIES_CONF_CHANGED:-0}" = 1 ]; then
+        log "restarting $ROOTLESS_USER's Podman service (pid $service) for the new registries configuration"
+        kill $service
+        for _ in $(seq 1 50); do pgrep -u "$ROOTLESS_USER" -f 'podman system service' >/dev/null || break; sleep 0.1; done
+    fi
     if ! ping_sock "$ROOTLESS_SOCK"; then
         rm -f "$ROOTLESS_SOCK"
         log "starting $ROOTLESS_USER's Podman API service on $ROOTLESS_SOCK (log: $ROOTLESS_LOG)"
