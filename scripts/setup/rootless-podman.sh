@@ -53,13 +53,15 @@ ensure_rootless_podman() {
     local rootless
     rootless=$(curl -s --max-time 10 --unix-socket "$ROOTLESS_SOCK" http://localhost/v4.0.0/libpod/info | jq -r .host.security.rootless)
     [ "$rootless" = true ] || die "$ROOTLESS_USER's Podman does not report rootless: true (got $rootless)"
-    if ! image_present "$ROOTLESS_SOCK"; then
-        import_image "$ROOTLESS_SOCK" podman
+    if ! image_present "$ROOTLESS_SOCK" "$IMAGE"; then
+        build_rootfs_tar
+        import_rootfs "$ROOTLESS_SOCK" podman "$ROOTFS_TAR" "$IMAGE" 'CMD ["sh"]'
         local out
         out=$("${ROOTLESS_AS[@]}" podman run --rm "$IMAGE" echo ok 2>&1 | tail -n1)
         [ "$out" = ok ] || die "rootless 'podman run --rm $IMAGE echo ok' failed: $out"
         ACTIONS+=("imported $IMAGE into $ROOTLESS_USER's podman")
     fi
+    ensure_postgres_image "$ROOTLESS_SOCK" podman   # (the engine kind picks the import route)
 }
 
 ensure_pkgs uidmap slirp4netns fuse-overlayfs
