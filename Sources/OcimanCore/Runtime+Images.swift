@@ -116,7 +116,7 @@ extension Runtime {
         -> AsyncThrowingStream<ImageTransferEvent, any Error>
     {
         let parsed = try BuildOptions.reference(reference, field: "reference")
-        let credentials = login?.credentials(for: parsed)
+        let credentials = try login?.credentials(for: parsed)
         let tag = parsed.digest ?? parsed.tag ?? "latest"
         let pulled = parsed.digest.map { "\(parsed.repository)@\($0)" } ?? "\(parsed.repository):\(tag)"
         return try await transfer(pulled, operation: "pulling") { [engine] in
@@ -133,7 +133,7 @@ extension Runtime {
         -> AsyncThrowingStream<ImageTransferEvent, any Error>
     {
         let parsed = try BuildOptions.reference(reference, field: "reference")
-        let credentials = login?.credentials(for: parsed)
+        let credentials = try login?.credentials(for: parsed)
         guard parsed.digest == nil else {
             throw .invalid(field: "reference", message: "push takes a tag, not a digest: \"\(reference)\"")
         }

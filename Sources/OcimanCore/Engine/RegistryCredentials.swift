@@ -28,8 +28,15 @@ public struct RegistryLogin: Sendable, CustomStringConvertible {
 
     public var description: String { "login of \(username)" }
 
-    /// For the registry `reference` names (Docker Hub when it names none).
-    func credentials(for reference: ImageReference) -> RegistryCredentials {
-        RegistryCredentials(username: username, password: password, serverAddress: reference.domain ?? "docker.io")
+    /// For the registry `reference` names (Docker Hub when it names none), once the lengths
+    /// are within the contract's bounds (the message never shows the password).
+    func credentials(for reference: ImageReference) throws(OcimanError) -> RegistryCredentials {
+        guard (1...1024).contains(username.utf8.count) else {
+            throw .invalid(field: "credentials.username", message: "username must be 1 to 1024 bytes")
+        }
+        guard (1...65536).contains(password.utf8.count) else {
+            throw .invalid(field: "credentials.password", message: "password must be 1 to 65536 bytes")
+        }
+        return RegistryCredentials(username: username, password: password, serverAddress: reference.domain ?? "docker.io")
     }
 }
