@@ -50,6 +50,13 @@ test:
 	# Suites start ocimand processes and real containers with timing assertions (TTL reaping,
 	# readiness waits); on 2 cores running them all at once starves the engines, so one at a time.
 	$(SWIFT) test --no-parallel
+	# The same engines reached as users elsewhere reach theirs (scripts/setup/): Docker over TCP with
+	# mutual TLS and over ssh (container, image and registry suites), and rootless Podman run by an
+	# unprivileged user (container and registry suites, and what only rootless has).
+	OCIMAN_TEST_ENGINES=docker-tls,docker-ssh $(SWIFT) test --no-parallel --skip-build \
+		--filter 'ContainerLifecycleTests|ImageTests|RegistryTests'
+	OCIMAN_TEST_ENGINES=podman-rootless $(SWIFT) test --no-parallel --skip-build \
+		--filter 'ContainerLifecycleTests|RegistryTests|RootlessPodmanTests'
 	# The contract fuzz (schemathesis) needs the engines to itself for the same reason.
 	scripts/contract-test.sh
 	# Python clients generated from openapi.yaml (two generators) run a lifecycle on both engines.

@@ -64,6 +64,7 @@ IMAGE="$IMAGE_REPO:$IMAGE_TAG"
 . "$(dirname "$0")/setup/interactive-tools.sh"
 # shellcheck source=setup/client-generators.sh
 . "$(dirname "$0")/setup/client-generators.sh"
+SETUP_DIR=$(dirname "$0")/setup   # the parts in files of their own, sourced (they use the helpers here)
 
 T0=$(date +%s%N)
 ROOTFS_DIR=""
@@ -409,8 +410,11 @@ run)
 full)
     ensure_pkgs "${BUILD_PKGS[@]}" "${ENGINE_PKGS[@]}" "${TOOL_PKGS[@]}"
     ensure_containers_conf
+    . "$SETUP_DIR/test-pki.sh"
+    . "$SETUP_DIR/docker-tls.sh"
     [ "$FRESH_DOCKER_ROOT" = 0 ] || use_fresh_docker_root
     ensure_dockerd
+    docker_tls_answers || die "dockerd does not answer on its TLS listener $DOCKER_TLS_ADDRESS; see $DOCKER_LOG"
     ensure_podman_service
     ensure_image "$DOCKER_SOCK" docker docker
     ensure_image "$PODMAN_SOCK" podman podman
@@ -418,6 +422,9 @@ full)
     ensure_postgres_image "$PODMAN_SOCK" podman
     ensure_interactive_tools
     ensure_client_generators
+    . "$SETUP_DIR/sshd.sh"
+    . "$SETUP_DIR/registries.sh"
+    . "$SETUP_DIR/rootless-podman.sh"
     ;;
 esac
 

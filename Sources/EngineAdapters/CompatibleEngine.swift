@@ -15,6 +15,8 @@ protocol CompatibleEngine: ContainerEngine {
     var bridgeNetwork: String { get }
     /// Whether a commit must send an empty config body (Podman) rather than none (Docker).
     var commitsWithEmptyConfig: Bool { get }
+    /// Where clients reach ports published on every address; nil for an engine on this machine.
+    var publishedPortHost: String? { get }
     /// Each engine reports rootless mode in its own place.
     func isRootless() async throws -> Bool
 }
@@ -40,7 +42,7 @@ private let buildResponseTimeout: Duration = .seconds(3600)
 private let transferResponseTimeout: Duration = .seconds(600)
 
 extension CompatibleEngine {
-    var endpoint: String { client.endpoint.description }
+    var endpoint: String { client.transport.endpoint }
 
     func answers() async -> Bool {
         (try? await client.send(EngineRequest(.GET, "/_ping", api: .unversioned, timeout: .seconds(2)))) != nil
@@ -196,17 +198,28 @@ extension CompatibleEngine {
         }
     }
 
-    func pullImage(repository: String, tag: String) async throws -> AsyncThrowingStream<TransferProgress, any Error> {
+    func pullImage(repository: String, tag: String, credentials: RegistryCredentials?) async throws
+        -> AsyncThrowingStream<TransferProgress, any Error>
+    {
         let response = try await classified {
-            try await client.pullImage(repository, tag: tag, timeout: transferResponseTimeout)
+            try await client.pullImage(repository, tag: tag, auth: credentials.map(Self.registryAuth), timeout: transferResponseTimeout)
         }
         return .decoding(response.body, with: TransferProgressDecoder())
     }
 
-    func pushImage(repository: String, tag: String) async throws -> AsyncThrowingStream<TransferProgress, any Error> {
+    func pushImage(repository: String, tag: String, credentials: RegistryCredentials?) async throws
+        -> AsyncThrowingStream<TransferProgress, any Error>
+    {
         let response = try await classified {
-            try await client.pushImage(repository, tag: tag, timeout: transferResponseTimeout)
+            try await client.pushImage(repository, tag: tag, auth: credentials.map(Self.registryAuth), timeout: transferResponseTimeout)
         }
         return .decoding(response.body, with: TransferProgressDecoder())
+    }
+}
+
+extension CompatibleEngine {
+    /// Both engines read one login from `X-Registry-Auth` in the docker CLI's form.
+    static func registryAuth(_ credentials: RegistryCredentials) -> RegistryAuth {
+        RegistryAuth(username: credentials.username, password: credentials.password, serverAddress: credentials.serverAddress)
     }
 }

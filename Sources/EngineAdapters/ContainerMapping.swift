@@ -48,12 +48,14 @@ enum ContainerMapping {
         }
     }
 
-    static func inspected(_ inspect: ContainerInspect) -> InspectedContainer {
+    static func inspected(_ inspect: ContainerInspect, publishedPortHost: String? = nil) -> InspectedContainer {
         InspectedContainer(
-            container: container(from: inspect), processID: inspect.state.pid ?? 0, tty: inspect.config?.tty ?? false)
+            container: container(from: inspect, publishedPortHost: publishedPortHost), processID: inspect.state.pid ?? 0, tty: inspect.config?.tty ?? false)
     }
 
-    static func container(from inspect: ContainerInspect) -> Container {
+    /// A port bound to every address is reported at `publishedPortHost` when the engine is
+    /// remote: `0.0.0.0` there is no address a client could use.
+    static func container(from inspect: ContainerInspect, publishedPortHost: String? = nil) -> Container {
         var ports: [PublishedPort] = []
         for (key, bindings) in inspect.networkSettings?.ports ?? [:] {
             let parts = key.split(separator: "/")
@@ -61,11 +63,14 @@ enum ContainerMapping {
             let proto: PortProtocol = parts.count > 1 && parts[1] == "udp" ? .udp : .tcp
             for binding in bindings ?? [] {
                 guard let hostPort = binding.hostPort.flatMap({ Int($0) }), hostPort > 0 else { continue }
-                let hostIP = binding.hostIP.flatMap { $0.isEmpty ? nil : $0 } ?? "0.0.0.0"
+                var hostIP = binding.hostIP.flatMap { $0.isEmpty ? nil : $0 } ?? "0.0.0.0"
+                if let publishedPortHost, ["0.0.0.0", "::"].contains(hostIP) { hostIP = publishedPortHost }
                 ports.append(PublishedPort(containerPort: containerPort, protocol: proto, hostIP: hostIP, hostPort: hostPort))
             }
         }
         ports.sort { ($0.containerPort, $0.protocol.rawValue, $0.hostIP) < ($1.containerPort, $1.protocol.rawValue, $1.hostIP) }
+        // 0.0.0.0 and :: both become the remote host: one entry, not two alike.
+        ports = ports.enumerated().filter { index, port in index == 0 || ports[index - 1] != port }.map(\.element)
         let settings = inspect.networkSettings
         let ipAddress = [settings?.ipAddress].compactMap { $0 }.first { !$0.isEmpty }
             ?? settings?.networks?.sorted { $0.key < $1.key }.compactMap(\.value.ipAddress).first { !$0.isEmpty }

@@ -10,9 +10,11 @@ final class DockerEngine: CompatibleEngine {
     let speaksLibpod = false
     let bridgeNetwork = "bridge"
     let version = EngineVersionCache()
+    let publishedPortHost: String?
 
-    init(client: EngineClient) {
+    init(client: EngineClient, publishedPortHost: String? = nil) {
         self.client = client
+        self.publishedPortHost = publishedPortHost
     }
 
     /// Docker lists rootless mode among its security options, as `name=rootless`.
@@ -25,7 +27,7 @@ final class DockerEngine: CompatibleEngine {
     }
 
     func inspectContainer(_ id: String) async throws -> InspectedContainer {
-        ContainerMapping.inspected(try await classified { try await client.inspectContainer(id) })
+        ContainerMapping.inspected(try await classified { try await client.inspectContainer(id) }, publishedPortHost: publishedPortHost)
     }
 
     func listContainers(labels: [String], name: String?) async throws -> [ContainerSummary] {

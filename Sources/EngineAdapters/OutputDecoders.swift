@@ -70,8 +70,9 @@ struct BuildProgressDecoder: PullDecoder {
     }
 }
 
-/// A pull's or push's progress stream: status lines, the digest (from `aux` or Docker's
-/// closing "Digest: sha256:…" status) and the registry's error object.
+/// A pull's or push's progress stream: status lines, the digest (from `aux`, a pull's closing
+/// "Digest: sha256:…" status or a push's "TAG: digest: sha256:… size: N") and the registry's
+/// error object.
 struct TransferProgressDecoder: PullDecoder {
     private var splitter = JSONStreamSplitter()
 
@@ -86,6 +87,11 @@ struct TransferProgressDecoder: PullDecoder {
             if let digest = message.aux?.digest { progress.append(.digest(digest)) }
             guard let status = message.status ?? message.stream?.trimmingCharacters(in: .whitespacesAndNewlines), !status.isEmpty else { continue }
             if status.hasPrefix("Digest: ") { progress.append(.digest(String(status.dropFirst("Digest: ".count)))) }
+            // A push's closing "TAG: digest: sha256:… size: N" (Podman sends no `aux`).
+            if message.aux == nil, let marker = status.range(of: ": digest: ") {
+                let digest = status[marker.upperBound...].prefix { $0 != " " }
+                if digest.hasPrefix("sha256:") { progress.append(.digest(String(digest))) }
+            }
             progress.append(
                 .status(status, id: message.id, current: message.progressDetail?.current, total: message.progressDetail?.total))
         }

@@ -15,10 +15,13 @@ final class PodmanEngine: CompatibleEngine {
     let bridgeNetwork = "podman"
     let version = EngineVersionCache()
     let buildLedger: ProcessLedger
+    let publishedPortHost: String?
+    private let rootless = Mutex<Bool?>(nil)
 
     /// Ends the build steps an earlier ocimand left running (see `buildImage`).
-    init(client: EngineClient, buildLedger: ProcessLedger = ProcessLedger()) {
+    init(client: EngineClient, publishedPortHost: String? = nil, buildLedger: ProcessLedger = ProcessLedger()) {
         self.client = client
+        self.publishedPortHost = publishedPortHost
         self.buildLedger = buildLedger
         for id in buildLedger.leftovers() {
             HostProcessTree.killCgroup(BuildCgroup.path(id))
@@ -34,14 +37,24 @@ final class PodmanEngine: CompatibleEngine {
     func buildImage(_ request: ImageBuildRequest, context: AsyncThrowingStream<[UInt8], any Error>) async throws
         -> AsyncThrowingStream<BuildProgress, any Error>
     {
+        // Rootless Podman cannot place a build's steps in a cgroup of ours (on cgroup v1 the
+        // user may create none): its builds run without one, so a left build step runs on.
+        if try await classified({ try await isRootless() }) {
+            let response = try await compatBuild(request, context: context, cgroupParent: nil)
+            return .decoding(response.body, with: BuildProgressDecoder())
+        }
         let cgroup = BuildCgroup(ledger: buildLedger)
         let response = try await compatBuild(request, context: context, cgroupParent: cgroup.path)
         return .decoding(response.body, with: GuardedBuildProgress(cgroup: cgroup))
     }
 
-    /// Podman's own `/info` says whether it runs rootless.
+    /// Podman's own `/info` says whether it runs rootless; read once (it cannot change while
+    /// the service runs).
     func isRootless() async throws -> Bool {
-        try await client.libpodRootless()
+        if let known = rootless.withLock({ $0 }) { return known }
+        let value = try await client.libpodRootless()
+        rootless.withLock { $0 = value }
+        return value
     }
 
     /// A name in use is a 500 on Podman: the name answering an inspect tells.
@@ -57,7 +70,7 @@ final class PodmanEngine: CompatibleEngine {
     }
 
     func inspectContainer(_ id: String) async throws -> InspectedContainer {
-        ContainerMapping.inspected(try await classified { try await client.inspectContainer(id, libpod: true) })
+        ContainerMapping.inspected(try await classified { try await client.inspectContainer(id, libpod: true) }, publishedPortHost: publishedPortHost)
     }
 
     func listContainers(labels: [String], name: String?) async throws -> [ContainerSummary] {

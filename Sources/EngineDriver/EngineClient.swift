@@ -3,12 +3,12 @@ import NIOHTTP1
 import NIOPosix
 import Synchronization
 
-/// HTTP/1.1 client for one engine's unix socket: keep-alive connection pool, version
-/// negotiation, deadlines, streamed bodies and connection hijacking. `.unversioned` requests
-/// skip the negotiation, which makes it a plain HTTP/1.1 client for any server on a unix socket
-/// or TCP (OcimanClient's transport uses it that way).
+/// HTTP/1.1 client for one engine (over any `EngineTransport`): keep-alive connection pool,
+/// version negotiation, deadlines, streamed bodies and connection hijacking. `.unversioned`
+/// requests skip the negotiation, which makes it a plain HTTP/1.1 client for any server a
+/// transport reaches (OcimanClient's transport uses it that way).
 public final class EngineClient: Sendable {
-    public let endpoint: HTTPEndpoint
+    public let transport: any EngineTransport
     public let defaultTimeout: Duration
     /// The swift-metrics label of the request-latency histogram; nil records nothing.
     private let latencyMetric: String?
@@ -17,15 +17,15 @@ public final class EngineClient: Sendable {
     private let negotiated = Mutex<Ping?>(nil)
     private static let maxIdleConnections = 16
 
-    public convenience init(socketPath: String, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
-        self.init(endpoint: .unix(path: socketPath), defaultTimeout: defaultTimeout, latencyMetric: latencyMetric)
-    }
-
-    public init(endpoint: HTTPEndpoint, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
-        self.endpoint = endpoint
+    public init(transport: any EngineTransport, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
+        self.transport = transport
         self.defaultTimeout = defaultTimeout
         self.latencyMetric = latencyMetric
         self.group = MultiThreadedEventLoopGroup.singleton
+    }
+
+    public convenience init(socketPath: String, defaultTimeout: Duration = .seconds(30), latencyMetric: String? = nil) {
+        self.init(transport: UnixSocketTransport(path: socketPath), defaultTimeout: defaultTimeout, latencyMetric: latencyMetric)
     }
 
     // MARK: - Version negotiation
@@ -83,7 +83,12 @@ public final class EngineClient: Sendable {
         let started = ContinuousClock.now
         defer { EngineMetrics.observe(request, since: started, label: latencyMetric) }
         let call = try await begin(request, sink: ResponseSink.collecting)
-        let collected = try await call.answer()
+        let collected: CollectedResponse
+        do {
+            collected = try await call.answer()
+        } catch let error as EngineError where error.isClosedBeforeAnswer && call.reused {
+            collected = try await begin(request, sink: ResponseSink.collecting, reuse: false).answer()
+        }
         let status = Int(collected.head.status.code)
         let body = Array(collected.body.readableBytesView)
         if status >= 300 { throw EngineError.from(status: status, body: body) }
@@ -105,7 +110,7 @@ public final class EngineClient: Sendable {
     public func exchange(_ request: EngineRequest) async throws -> EngineStream {
         let started = ContinuousClock.now
         defer { EngineMetrics.observe(request, since: started, label: latencyMetric) }
-        let call = try await begin(request, sink: ResponseSink.streaming)
+        var call = try await begin(request, sink: ResponseSink.streaming)
         let channel = call.channel
 
         if case .stream(_, let chunks) = request.body {
@@ -127,7 +132,13 @@ public final class EngineClient: Sendable {
             }
         }
 
-        let response = try await call.answer()
+        let response: StreamedResponseHead
+        do {
+            response = try await call.answer()
+        } catch let error as EngineError where error.isClosedBeforeAnswer && call.reused && !request.body.isStream {
+            call = try await begin(request, sink: ResponseSink.streaming, reuse: false)
+            response = try await call.answer()
+        }
         return EngineStream(status: Int(response.head.status.code), headers: response.head.headers, body: response.body)
     }
 
@@ -135,23 +146,24 @@ public final class EngineClient: Sendable {
     /// which must not hold a pooled connection), then a connection, the deadline for the answer,
     /// and the request handed to the connection's loop.
     private func begin<Answer: Sendable>(
-        _ request: EngineRequest, sink: (EventLoopPromise<Answer>) -> ResponseSink
+        _ request: EngineRequest, sink: (EventLoopPromise<Answer>) -> ResponseSink, reuse: Bool = true
     ) async throws -> PendingAnswer<Answer> {
         let requestHead = try await head(for: request)
         let timeout = request.timeout ?? defaultTimeout
-        let connection = try await acquire(timeout: timeout)
+        let (connection, reused) = try await acquire(timeout: timeout, reuse: reuse)
         let channel = connection.channel
         let answer = channel.eventLoop.makePromise(of: Answer.self)
         var pending = PendingAnswer(
             channel: channel, future: answer.futureResult, deadline: Deadline(channel: channel, after: timeout),
             what: "\(request.method) \(request.path) after \(timeout)")
+        pending.reused = reused
         pending.headWritten = write(request, head: requestHead, on: connection, sink: sink(answer))
         return pending
     }
 
     private func head(for request: EngineRequest) async throws -> HTTPRequestHead {
         var head = HTTPRequestHead(version: .http1_1, method: request.method, uri: request.target(prefix: try await prefix(for: request.api)))
-        head.headers.add(name: "Host", value: endpoint.hostHeader)
+        head.headers.add(name: "Host", value: transport.hostHeader)
         for (name, value) in request.headers { head.headers.add(name: name, value: value) }
         switch request.body {
         case .none:
@@ -205,7 +217,7 @@ public final class EngineClient: Sendable {
         let timeout = request.timeout ?? defaultTimeout
         let channel = try await connectRaw(timeout: timeout)
         let headPromise = channel.eventLoop.makePromise(of: HijackHead.self)
-        var text = "\(request.method.rawValue) \(target) HTTP/1.1\r\nHost: \(endpoint.hostHeader)\r\n"
+        var text = "\(request.method.rawValue) \(target) HTTP/1.1\r\nHost: \(transport.hostHeader)\r\n"
         text += "Connection: Upgrade\r\nUpgrade: tcp\r\n"
         var bodyBytes: [UInt8] = []
         if case .bytes(let contentType, let bytes) = request.body {
@@ -251,39 +263,36 @@ public final class EngineClient: Sendable {
 
     // MARK: - Connections
 
-    private func acquire(timeout: Duration) async throws -> PooledConnection {
+    /// An idle pooled connection (`reused`), or a new one.
+    private func acquire(timeout: Duration, reuse: Bool) async throws -> (PooledConnection, reused: Bool) {
         // A connection of the loop this task runs on (see EventLoopTaskExecutor) answers without a
         // thread hand-off; any other idle one is still cheaper than a new connection.
         let current = MultiThreadedEventLoopGroup.currentEventLoop
-        while let pooled = idle.withLock({ idle in
+        while reuse, let pooled = idle.withLock({ idle in
             let local = current.flatMap { loop in idle.lastIndex { $0.channel.eventLoop === loop } }
             return local.map { idle.remove(at: $0) } ?? idle.popLast()
         }) {
-            if pooled.channel.isActive { return pooled }
+            if pooled.channel.isActive, !pooled.ended.isSet { return (pooled, true) }
+            pooled.channel.close(promise: nil)
         }
-        let bootstrap = ClientBootstrap(group: current ?? group.next())
-            .connectTimeout(TimeAmount(timeout))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                }
-            }
-        let channel = try await endpoint.connect(bootstrap)
+        let channel = try await transport.connect(on: current ?? group.next(), timeout: timeout, halfClosure: false) {
+            try $0.pipeline.syncOperations.addHTTPClientHandlers()
+        }
         let pooled = try await channel.eventLoop.submit { [weak self] in
             let handler = ResponseHandler { reusable in
                 guard let self else { return }
                 if reusable { self.release(channel) } else { channel.close(promise: nil) }
             }
             try channel.pipeline.syncOperations.addHandler(handler)
-            return PooledConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            return PooledConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), ended: handler.ended)
         }.get()
-        return pooled
+        return (pooled, false)
     }
 
     private func release(_ channel: any Channel) {
         guard channel.isActive else { return }
         channel.pipeline.handler(type: ResponseHandler.self).whenSuccess { handler in
-            let pooled = PooledConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop))
+            let pooled = PooledConnection(channel: channel, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop), ended: handler.ended)
             let kept = self.idle.withLock { idle in
                 guard idle.count < Self.maxIdleConnections else { return false }
                 idle.append(pooled)
@@ -293,21 +302,18 @@ public final class EngineClient: Sendable {
         }
     }
 
+    /// A connection of its own (not pooled) that keeps reading after a half-close.
     private func connectRaw(timeout: Duration) async throws -> any Channel {
-        let bootstrap = ClientBootstrap(group: group)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RawStreamHandler())
-                }
-            }
-        return try await endpoint.connect(bootstrap)
+        try await transport.connect(on: group.next(), timeout: timeout, halfClosure: true) {
+            try $0.pipeline.syncOperations.addHandler(RawStreamHandler())
+        }
     }
 }
 
 struct PooledConnection: Sendable {
     let channel: any Channel
     let handler: NIOLoopBound<ResponseHandler>
+    let ended: OnceFlag
 }
 
 /// What a request waits for (the head, or the whole response) on its connection.
@@ -319,6 +325,8 @@ private struct PendingAnswer<Answer: Sendable>: Sendable {
     let what: String
     /// Writes of a streamed body must wait for this: the loop's writes and the task's are not ordered.
     var headWritten: EventLoopFuture<Void>
+    /// The connection came from the pool: an engine that closed it as idle never saw the request.
+    var reused = false
 
     init(channel: any Channel, future: EventLoopFuture<Answer>, deadline: Deadline, what: String) {
         self.channel = channel

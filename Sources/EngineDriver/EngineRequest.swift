@@ -20,6 +20,7 @@ public struct EngineRequest: Sendable {
         case stream(contentType: String, AsyncThrowingStream<[UInt8], any Error>)
     }
 
+
     public var method: HTTPMethod
     public var path: String
     public var query: [(String, String)]
@@ -112,4 +113,11 @@ public struct EngineStream: Sendable {
     public var status: Int
     public var headers: HTTPHeaders
     public var body: EngineBody
+}
+
+extension EngineRequest.Body {
+    var isStream: Bool {
+        if case .stream = self { return true }
+        return false
+    }
 }

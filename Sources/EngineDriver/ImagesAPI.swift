@@ -145,18 +145,50 @@ extension EngineClient {
 
     /// `POST /images/create`: a progress stream. Docker reports registry failures as an error
     /// status before the stream, Podman as an error object inside a 200 stream.
-    public func pullImage(_ image: String, tag: String?, timeout: Duration? = nil) async throws -> EngineStream {
+    public func pullImage(_ image: String, tag: String?, auth: RegistryAuth? = nil, timeout: Duration? = nil) async throws
+        -> EngineStream
+    {
         var query = [("fromImage", image)]
         if let tag { query.append(("tag", tag)) }
-        return try await stream(EngineRequest(.POST, "/images/create", query: query, timeout: timeout))
+        let headers = auth.map { [("X-Registry-Auth", $0.headerValue)] } ?? []
+        return try await stream(EngineRequest(.POST, "/images/create", query: query, timeout: timeout, headers: headers))
     }
 
-    /// `POST /images/{name}/push`. Docker refuses a push without `X-Registry-Auth`, so an
-    /// empty credential (`{}`) is sent: the engine then uses what it has configured.
-    public func pushImage(_ repository: String, tag: String, timeout: Duration? = nil) async throws -> EngineStream {
+    /// `POST /images/{name}/push`. Docker refuses a push without `X-Registry-Auth`, so without
+    /// `auth` an empty credential (`{}`) is sent: the engine then uses what it has configured.
+    public func pushImage(_ repository: String, tag: String, auth: RegistryAuth? = nil, timeout: Duration? = nil) async throws
+        -> EngineStream
+    {
         try await stream(
             EngineRequest(
                 .POST, "/images/\(EngineRequest.escape(repository))/push", query: [("tag", tag)],
-                timeout: timeout, headers: [("X-Registry-Auth", "e30=")]))
+                timeout: timeout, headers: [("X-Registry-Auth", auth?.headerValue ?? "e30=")]))
+    }
+}
+
+/// One registry login as the Engine API takes it: JSON `{"username","password","serveraddress"}`,
+/// base64url-encoded (with padding, as Go's `base64.URLEncoding`), in `X-Registry-Auth`.
+/// Its description leaves the password out.
+public struct RegistryAuth: Sendable, CustomStringConvertible {
+    public var username: String
+    public var password: String
+    public var serverAddress: String
+
+    public init(username: String, password: String, serverAddress: String) {
+        self.username = username
+        self.password = password
+        self.serverAddress = serverAddress
+    }
+
+    public var description: String { "registry login of \(username) for \(serverAddress)" }
+
+    var headerValue: String {
+        struct Body: Encodable {
+            var username: String
+            var password: String
+            var serveraddress: String
+        }
+        let json = (try? EngineJSON.encoder.encode(Body(username: username, password: password, serveraddress: serverAddress))) ?? Data()
+        return json.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
     }
 }

@@ -46,13 +46,22 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var state = State.idle
     private var keepAlive = true
     private let onComplete: (_ reusable: Bool) -> Void
+    /// Set once the connection can carry no further request; read by the pool from any thread
+    /// (a TLS connection the engine closed stays active while the TLS shutdown runs).
+    let ended = OnceFlag()
 
     init(onComplete: @escaping (_ reusable: Bool) -> Void) {
         self.onComplete = onComplete
     }
 
+    /// Why the connection ended while no request was on it: a request begun afterwards fails
+    /// with it at once (a TLS peer that refuses our certificate says so only after the
+    /// handshake, before the first request goes out).
+    private var endedWith: EngineError?
+
     func begin(_ sink: ResponseSink) {
         state = .awaitingHead(sink)
+        if let endedWith { fail(endedWith, context: nil) }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -76,6 +85,7 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
             gate.deliver(bytes)
         case (.streaming(let gate), .end):
             state = .idle
+            if !keepAlive { ended.set() }
             if gate.finish() { context.read() }
             onComplete(keepAlive)
         case (.collecting(let promise, let head, var body), .body(var bytes)):
@@ -85,6 +95,7 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
             state = .collecting(promise, head, body)
         case (.collecting(let promise, let head, let body), .end):
             state = .idle
+            if !keepAlive { ended.set() }
             // The connection goes back to the pool before the waiter runs.
             onComplete(keepAlive)
             promise.succeed(CollectedResponse(head: head, body: body))
@@ -99,19 +110,30 @@ final class ResponseHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        fail(EngineError.unavailable("the engine closed the connection"), context: nil)
+        if case .awaitingHead = state {
+            fail(EngineError.closedBeforeAnswer, context: nil)
+        } else {
+            fail(EngineError.unavailable("the engine closed the connection"), context: nil)
+        }
         context.fireChannelInactive()
     }
 
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // TLS close_notify from the engine: no further request fits on this connection.
+        if case ChannelEvent.inputClosed = event { ended.set() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        fail(EngineError.protocolViolation("\(error)"), context: context)
+        fail(EngineError.connection(error), context: context)
     }
 
     private func fail(_ error: EngineError, context: ChannelHandlerContext?) {
         let failed = state
         state = .idle
+        ended.set()
         switch failed {
-        case .idle: break
+        case .idle: endedWith = endedWith ?? error
         case .awaitingHead(.streaming(let promise)): promise.fail(error)
         case .awaitingHead(.collecting(let promise)): promise.fail(error)
         case .streaming(let gate): gate.finish(throwing: error)
@@ -139,8 +161,15 @@ final class RawStreamHandler: ChannelDuplexHandler {
     private var gate: ReadGate?
     private static let headTerminator: [UInt8] = Array("\r\n\r\n".utf8)
 
+    /// Why the connection ended before the request went out (see `ResponseHandler.endedWith`).
+    private var endedWith: EngineError?
+
     func expectHead(_ promise: EventLoopPromise<HijackHead>) {
         headPromise = promise
+        if let endedWith {
+            headPromise = nil
+            promise.fail(endedWith)
+        }
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -179,7 +208,9 @@ final class RawStreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        headPromise?.fail(EngineError.unavailable("the engine closed the connection before answering"))
+        let closed = EngineError.unavailable("the engine closed the connection before answering")
+        if gate == nil { endedWith = endedWith ?? closed }
+        headPromise?.fail(closed)
         headPromise = nil
         gate?.finish()
         context.fireChannelInactive()
@@ -192,10 +223,16 @@ final class RawStreamHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if headPromise == nil, EngineError.isUncleanTLSShutdown(error) {
+            gate?.finish()
+            context.close(promise: nil)
+            return
+        }
         fail(EngineError.unavailable("\(error)"), context: context)
     }
 
     private func fail(_ error: EngineError, context: ChannelHandlerContext) {
+        if gate == nil { endedWith = endedWith ?? error }
         headPromise?.fail(error)
         headPromise = nil
         gate?.finish(throwing: error)

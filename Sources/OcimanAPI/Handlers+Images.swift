@@ -76,17 +76,21 @@ extension APIHandler {
 
     public func pullImage(_ input: Operations.PullImage.Input) async throws -> Operations.PullImage.Output {
         guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected a JSON body") }
-        let events = try await runtime.pullImage(request.reference)
+        let events = try await runtime.pullImage(request.reference, login: request.credentials.map(Self.login))
         return .ok(.init(body: .applicationXNdjson(NDJSONStream.body(events, TransferEventLines()))))
     }
 
     public func pushImage(_ input: Operations.PushImage.Input) async throws -> Operations.PushImage.Output {
         guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected a JSON body") }
-        let events = try await runtime.pushImage(request.reference)
+        let events = try await runtime.pushImage(request.reference, login: request.credentials.map(Self.login))
         return .ok(.init(body: .applicationXNdjson(NDJSONStream.body(events, TransferEventLines()))))
     }
 
     // MARK: - Input
+
+    static func login(_ credentials: Components.Schemas.RegistryCredentials) -> RegistryLogin {
+        RegistryLogin(username: credentials.username, password: credentials.password)
+    }
 
     /// Query options of a tar upload. A refusal still lets the body in first: the transport
     /// sends the answer only once the request body is complete.

@@ -1,3 +1,4 @@
+import Synchronization
 import EngineDriver
 import Foundation
 import NIOCore
@@ -25,34 +26,33 @@ public struct InteractiveConnection: Sendable {
 
     /// Opens the WebSocket at `path` (the bearer token on the handshake when given).
     public static func open(host: OcimanHost, token: String?, path: String) async throws -> InteractiveConnection {
-        let endpoint = host.endpoint
+        let transport = host.transport
         var headers = HTTPHeaders()
-        headers.add(name: "Host", value: endpoint.hostHeader)
+        headers.add(name: "Host", value: transport.hostHeader)
         headers.add(name: "Sec-WebSocket-Protocol", value: subprotocol)
         headers.add(name: "Content-Length", value: "0")
         if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: path, headers: headers)
-        let bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        let initializer: @Sendable (any Channel) -> EventLoopFuture<EventLoopFuture<Upgrade>> = { channel in
-            channel.eventLoop.makeCompletedFuture {
-                let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: 1 << 20) { channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        .upgraded(try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel))
-                    }
+        // The upgrade's outcome, set when the pipeline is made on the connection's loop.
+        let outcome = Mutex<EventLoopFuture<Upgrade>?>(nil)
+        let channel = try await transport.connect(
+            on: MultiThreadedEventLoopGroup.singleton.next(), timeout: .seconds(30), halfClosure: false
+        ) { channel in
+            let upgrader = NIOTypedWebSocketClientUpgrader<Upgrade>(maxFrameSize: 1 << 20) { channel, _ in
+                channel.eventLoop.makeCompletedFuture {
+                    .upgraded(try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(wrappingChannelSynchronously: channel))
                 }
-                let configuration = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
-                    upgradeRequestHead: head, upgraders: [upgrader],
-                    notUpgradingCompletionHandler: { channel in channel.eventLoop.makeSucceededFuture(.refused) })
-                return try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
-                    configuration: .init(upgradeConfiguration: configuration))
             }
+            let configuration = NIOTypedHTTPClientUpgradeConfiguration<Upgrade>(
+                upgradeRequestHead: head, upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in channel.eventLoop.makeSucceededFuture(.refused) })
+            let upgrade = try channel.pipeline.syncOperations.configureUpgradableHTTPClientPipeline(
+                configuration: .init(upgradeConfiguration: configuration))
+            outcome.withLock { $0 = upgrade }
         }
-        let upgrade: EventLoopFuture<Upgrade>
-        switch endpoint {
-        case .unix(let path):
-            upgrade = try await bootstrap.connect(unixDomainSocketPath: path, channelInitializer: initializer)
-        case .tcp(let host, let port):
-            upgrade = try await bootstrap.connect(host: host, port: port, channelInitializer: initializer)
+        guard let upgrade = outcome.withLock({ $0 }) else {
+            channel.close(promise: nil)
+            throw OcimanClientError.configuration("the WebSocket pipeline for \(path) was not set up")
         }
         switch try await upgrade.get() {
         case .upgraded(let channel): return InteractiveConnection(channel: channel)

@@ -4,14 +4,18 @@ import Foundation
 /// Where ocimand listens, as `OCIMAN_HOST` spells it: `tcp://host:port` (IPv6 in brackets) or
 /// `unix:///absolute/path`.
 public struct OcimanHost: Sendable, Equatable, CustomStringConvertible {
-    let endpoint: HTTPEndpoint
+    private enum Address: Equatable {
+        case unix(path: String)
+        case tcp(host: String, port: Int)
+    }
+    private let address: Address
 
-    public static let `default` = OcimanHost(endpoint: .tcp(host: "127.0.0.1", port: 8420))
+    public static let `default` = OcimanHost(address: .tcp(host: "127.0.0.1", port: 8420))
 
-    public static func unix(_ path: String) -> OcimanHost { OcimanHost(endpoint: .unix(path: path)) }
-    public static func tcp(host: String, port: Int) -> OcimanHost { OcimanHost(endpoint: .tcp(host: host, port: port)) }
+    public static func unix(_ path: String) -> OcimanHost { OcimanHost(address: .unix(path: path)) }
+    public static func tcp(host: String, port: Int) -> OcimanHost { OcimanHost(address: .tcp(host: host, port: port)) }
 
-    init(endpoint: HTTPEndpoint) { self.endpoint = endpoint }
+    private init(address: Address) { self.address = address }
 
     public init(parsing text: String) throws(OcimanClientError) {
         let invalid = OcimanClientError.configuration(
@@ -19,7 +23,7 @@ public struct OcimanHost: Sendable, Equatable, CustomStringConvertible {
         if text.hasPrefix("unix://") {
             let path = String(text.dropFirst("unix://".count))
             guard path.hasPrefix("/") else { throw invalid }
-            self.init(endpoint: .unix(path: path))
+            self.init(address: .unix(path: path))
             return
         }
         guard text.hasPrefix("tcp://") else { throw invalid }
@@ -30,19 +34,22 @@ public struct OcimanHost: Sendable, Equatable, CustomStringConvertible {
         var host = authority[..<colon]
         if host.hasPrefix("[") && host.hasSuffix("]") { host = host.dropFirst().dropLast() }
         guard !host.isEmpty else { throw invalid }
-        self.init(endpoint: .tcp(host: String(host), port: port))
+        self.init(address: .tcp(host: String(host), port: port))
     }
 
-    public var description: String { endpoint.description }
+    /// How connections reach it: the engine driver's transports, plain TCP (ocimand speaks no TLS).
+    var transport: any EngineTransport {
+        switch address {
+        case .unix(let path): UnixSocketTransport(path: path)
+        case .tcp(let host, let port): TCPTransport(plainHost: host, port: port)
+        }
+    }
+
+    public var description: String { transport.endpoint }
 
     /// The base URL the generated client builds request paths on; the transport decides where
     /// they go, so for a unix socket the URL's host is only a placeholder.
-    var serverURL: URL {
-        switch endpoint {
-        case .unix: URL(string: "http://localhost")!
-        case .tcp: URL(string: "http://\(endpoint.hostHeader)")!
-        }
-    }
+    var serverURL: URL { URL(string: "http://\(transport.hostHeader)")! }
 }
 
 public enum OcimanClientError: Error, CustomStringConvertible {

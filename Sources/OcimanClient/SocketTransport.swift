@@ -17,7 +17,7 @@ public struct SocketTransport: ClientTransport {
     /// - Parameter timeout: how long to wait for a response head (a run with a readiness wait
     ///   or a non-streamed exec answers only when done); a body then streams for as long as it lasts.
     public init(host: OcimanHost, timeout: Duration = .seconds(3600)) {
-        client = EngineClient(endpoint: host.endpoint, defaultTimeout: timeout)
+        client = EngineClient(transport: host.transport, defaultTimeout: timeout)
     }
 
     public func send(
@@ -42,7 +42,7 @@ public struct SocketTransport: ClientTransport {
         do {
             answer = try await client.exchange(engineRequest)
         } catch let error as EngineError {
-            throw SocketTransportError("\(request.method) \(request.path ?? "/") to \(client.endpoint): \(error.message)")
+            throw SocketTransportError("\(request.method) \(request.path ?? "/") to \(client.transport.endpoint): \(error.message)")
         }
         var response = HTTPResponse(status: .init(code: answer.status))
         for header in answer.headers {

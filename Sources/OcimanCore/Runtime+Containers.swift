@@ -147,7 +147,7 @@ extension Runtime {
     private func pull(_ reference: ImageReference) async throws(OcimanError) {
         try await OcimanError.wrap("pulling \(reference)") {
             let progress = try await engine.pullImage(
-                repository: reference.repository, tag: reference.digest ?? reference.tag ?? "latest")
+                repository: reference.repository, tag: reference.digest ?? reference.tag ?? "latest", credentials: nil)
             var failure: String?
             for try await step in progress {
                 if case .failed(let message) = step { failure = message }

@@ -51,6 +51,7 @@ public enum RegistryErrorCode: String, Sendable, Equatable {
         if notFound.contains(where: text.contains) { return .notFound }
         let unauthorized = [
             "unauthorized", "authentication required", "requested access to the resource is denied", "denied:",
+            "no basic auth credentials",
         ]
         if unauthorized.contains(where: text.contains) { return .unauthorized }
         let unreachable = [
@@ -109,13 +110,17 @@ extension Runtime {
 
     /// Pulls `reference` (tag `latest` when it has neither tag nor digest, rather than every
     /// tag as the engine API would). Registry failures arrive as the terminal error event with
-    /// a `code`; only an unreachable engine fails before the stream.
-    public func pullImage(_ reference: String) async throws(OcimanError) -> AsyncThrowingStream<ImageTransferEvent, any Error> {
+    /// a `code`; only an unreachable engine fails before the stream. `login` is for the
+    /// reference's registry, for this request only.
+    public func pullImage(_ reference: String, login: RegistryLogin? = nil) async throws(OcimanError)
+        -> AsyncThrowingStream<ImageTransferEvent, any Error>
+    {
         let parsed = try BuildOptions.reference(reference, field: "reference")
+        let credentials = try login?.credentials(for: parsed)
         let tag = parsed.digest ?? parsed.tag ?? "latest"
         let pulled = parsed.digest.map { "\(parsed.repository)@\($0)" } ?? "\(parsed.repository):\(tag)"
         return try await transfer(pulled, operation: "pulling") { [engine] in
-            try await engine.pullImage(repository: parsed.repository, tag: tag)
+            try await engine.pullImage(repository: parsed.repository, tag: tag, credentials: credentials)
         } result: { [engine] digest in
             let image = try? await engine.inspectImage(pulled)
             return .result(reference: pulled, imageID: image?.id, digest: digest)
@@ -124,8 +129,11 @@ extension Runtime {
 
     /// Pushes `reference` (tag `latest` when it has none). 404 before the stream when the
     /// image does not exist locally.
-    public func pushImage(_ reference: String) async throws(OcimanError) -> AsyncThrowingStream<ImageTransferEvent, any Error> {
+    public func pushImage(_ reference: String, login: RegistryLogin? = nil) async throws(OcimanError)
+        -> AsyncThrowingStream<ImageTransferEvent, any Error>
+    {
         let parsed = try BuildOptions.reference(reference, field: "reference")
+        let credentials = try login?.credentials(for: parsed)
         guard parsed.digest == nil else {
             throw .invalid(field: "reference", message: "push takes a tag, not a digest: \"\(reference)\"")
         }
@@ -135,7 +143,7 @@ extension Runtime {
             throw .notFound("no image \(pushed) to push")
         }
         return try await transfer(pushed, operation: "pushing") { [engine] in
-            try await engine.pushImage(repository: parsed.repository, tag: tag)
+            try await engine.pushImage(repository: parsed.repository, tag: tag, credentials: credentials)
         } result: { digest in
             .result(reference: pushed, imageID: image.id, digest: digest)
         }

@@ -81,6 +81,9 @@ struct Ocimand: AsyncParsableCommand {
     @Option(help: "auto, or private to always run a supervised podman system service of our own (OCIMAN_PODMAN_SERVICE). Default \(Defaults.podmanService).")
     var podmanService: String?
 
+    @Flag(help: "Allow a tcp:// engine endpoint without TLS beyond loopback (OCIMAN_ALLOW_PLAIN_TCP=true). Default off: engine access is root-equivalent.")
+    var allowPlainTCP = false
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         let settings = try Settings(command: self, environment: environment)
@@ -111,15 +114,22 @@ struct Ocimand: AsyncParsableCommand {
         }
 
         let (selection, podmanService) = try await Self.selectBackend(settings: settings, environment: environment, logger: logger)
-        let socketPath: String
+        let address: EngineAddress
         switch selection.endpoint {
-        case .socket(let path): socketPath = path
-        case .privatePodmanService: socketPath = podmanService!.socketPath
+        case .address(let selected): address = selected
+        case .privatePodmanService: address = .unix(podmanService!.socketPath)
+        }
+        let transport: any EngineTransport
+        do {
+            transport = try address.transport()
+        } catch {
+            podmanService?.stop()
+            throw Failure("cannot use the \(selection.kind.rawValue) engine at \(address): \(error)")
         }
         let runtime = Runtime(
             engine: Engines.adapter(
-                for: selection.kind, socketPath: socketPath, timeout: .seconds(settings.engineTimeoutSeconds),
-                buildLedger: buildLedger),
+                for: selection.kind, transport: transport, publishedPortHost: address.publishedPortHost(transport: transport),
+                timeout: .seconds(settings.engineTimeoutSeconds), buildLedger: buildLedger),
             contextRoots: settings.contextRoots,
             sessions: sessions,
             execLedger: execLedger,
@@ -129,7 +139,8 @@ struct Ocimand: AsyncParsableCommand {
             try await runtime.connect()
         } catch {
             podmanService?.stop()
-            throw Failure("cannot use the \(selection.kind.rawValue) engine: \(error)")
+            let detail = (transport as? SSHTransport)?.failureDetail.map { " (\($0))" } ?? ""
+            throw Failure("cannot use the \(selection.kind.rawValue) engine: \(error)\(detail)")
         }
         await runtime.endLeftoverExecs()
         let reaper = Reaper(runtime: runtime, interval: .seconds(settings.reapIntervalSeconds), logger: logger)
@@ -213,6 +224,7 @@ struct Ocimand: AsyncParsableCommand {
         var variables = environment
         if let backend = settings.backendOverride { variables["OCIMAN_BACKEND"] = backend }
         variables["OCIMAN_PODMAN_SERVICE"] = settings.podmanService
+        variables[EngineAddress.allowPlainTCPVariable] = settings.allowPlainTCP ? "true" : "false"
         let home = environment["HOME"] ?? NSHomeDirectory()
         let configFile = try? String(contentsOfFile: "\(home)/.config/ociman.toml", encoding: .utf8)
         let selection: BackendSelection
@@ -222,7 +234,7 @@ struct Ocimand: AsyncParsableCommand {
                     variables: variables,
                     configFile: configFile,
                     podmanBinaryExists: PodmanService.podmanPath() != nil,
-                    probe: { path in await EngineProbe.answersPing(socketPath: path) }
+                    probe: { address in await EngineProbe.whyNot(address) }
                 ))
         } catch let error as BackendSelectionError {
             throw Failure(error.description)

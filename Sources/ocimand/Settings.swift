@@ -1,3 +1,4 @@
+import EngineAdapters
 import Foundation
 import Glibc
 import Logging
@@ -31,6 +32,8 @@ struct Settings {
     var requestTimeoutSeconds: Int
     /// "auto", or "private" to always run a private `podman system service`.
     var podmanService: String
+    /// A `tcp://` engine endpoint without TLS may be beyond loopback.
+    var allowPlainTCP: Bool
 
     init(command: Ocimand, environment: [String: String]) throws {
         func value(_ flag: String?, _ variable: String) -> String? {
@@ -109,6 +112,11 @@ struct Settings {
         guard ["auto", "private"].contains(podmanService) else {
             throw Failure("invalid podman service \"\(podmanService)\": expected auto or private")
         }
+        let plainTCPText = command.allowPlainTCP ? "true" : value(nil, EngineAddress.allowPlainTCPVariable)?.lowercased() ?? "false"
+        guard ["true", "1", "false", "0"].contains(plainTCPText) else {
+            throw Failure("invalid \(EngineAddress.allowPlainTCPVariable) \"\(plainTCPText)\": expected true or false")
+        }
+        allowPlainTCP = ["true", "1"].contains(plainTCPText)
     }
 
     /// The token from a file (trimmed: editors add a newline) or from `OCIMAN_TOKEN`. Set but

@@ -90,9 +90,9 @@ struct BackendSelectionTests {
             answering: ["/tmp/d.sock"],
             expected: .success(.init(kind: .docker, endpoint: .socket("/tmp/d.sock")))),
         Case(
-            name: "DOCKER_HOST tcp is refused", variables: ["DOCKER_HOST": "tcp://10.0.0.1:2375"],
+            name: "DOCKER_HOST plain tcp beyond loopback is refused", variables: ["DOCKER_HOST": "tcp://10.0.0.1:2375"],
             answering: [dockerSocket],
-            expected: .failure(.unsupportedHost(variable: "DOCKER_HOST", value: "tcp://10.0.0.1:2375"))),
+            expected: .failure(.plainTextTCP(variable: "DOCKER_HOST", value: "tcp://10.0.0.1:2375"))),
         Case(
             name: "CONTAINER_HOST before XDG_RUNTIME_DIR before the root path",
             variables: [
@@ -119,7 +119,10 @@ struct BackendSelectionTests {
             variables: testCase.variables,
             configFile: testCase.config,
             podmanBinaryExists: testCase.podmanBinary,
-            probe: { answering.contains($0) }
+            probe: { address in
+                if case .unix(let path) = address, answering.contains(path) { return nil }
+                return ""
+            }
         )
         let outcome: Result<BackendSelection, BackendSelectionError>
         do {
@@ -142,7 +145,11 @@ struct BackendSelectionTests {
             BackendSelectionError.unreachable(.docker, tried: ["unix:///var/run/docker.sock"]).description
                 == "OCIMAN_BACKEND=docker but no Docker engine answers (tried unix:///var/run/docker.sock)")
         #expect(
-            BackendSelectionError.unsupportedHost(variable: "DOCKER_HOST", value: "tcp://x:1").description
-                == "DOCKER_HOST=\"tcp://x:1\" is not supported: only unix:// socket paths are")
+            BackendSelectionError.unsupportedHost(variable: "DOCKER_HOST", value: "npipe:///x").description
+                == "DOCKER_HOST=\"npipe:///x\" is not supported: expected unix://PATH, tcp://HOST[:PORT] or ssh://[USER@]HOST[:PORT]")
+        #expect(
+            BackendSelectionError.plainTextTCP(variable: "DOCKER_HOST", value: "tcp://10.0.0.1:2375").description
+                == "DOCKER_HOST=\"tcp://10.0.0.1:2375\" would send root-equivalent engine access in plain text beyond loopback: "
+                + "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or allow it with --allow-plain-tcp (OCIMAN_ALLOW_PLAIN_TCP=true)")
     }
 }

@@ -400,7 +400,7 @@ public final class InMemoryEngine: ContainerEngine {
     }
 
     /// A reference the engine knows pulls; any other is unknown to the registry.
-    public func pullImage(repository: String, tag: String) async throws -> AsyncThrowingStream<TransferProgress, any Error> {
+    public func pullImage(repository: String, tag: String, credentials: RegistryCredentials?) async throws -> AsyncThrowingStream<TransferProgress, any Error> {
         try call("pullImage")
         let known = state.withLock { Self.image("\(repository):\(tag)", in: $0) != nil }
         guard known else { return Self.stream([.status("Pulling", id: nil, current: nil, total: nil), .failed("manifest unknown")]) }
@@ -408,7 +408,7 @@ public final class InMemoryEngine: ContainerEngine {
     }
 
     /// No registry answers.
-    public func pushImage(repository: String, tag: String) async throws -> AsyncThrowingStream<TransferProgress, any Error> {
+    public func pushImage(repository: String, tag: String, credentials: RegistryCredentials?) async throws -> AsyncThrowingStream<TransferProgress, any Error> {
         try call("pushImage")
         return Self.stream([.failed("dial tcp: connection refused")])
     }

@@ -159,6 +159,22 @@ struct RuntimeStreamTests {
         #expect(missing.map { if case .notFound = $0 { true } else { false } } == true)
     }
 
+    @Test func credentialsOutsideTheContractsBoundsAre400WithoutThePassword() async throws {
+        let runtime = makeRuntime()
+        let long = String(repeating: "p", count: 65_537)
+        for (login, field) in [
+            (RegistryLogin(username: "ci", password: long), "credentials.password"),
+            (RegistryLogin(username: "", password: "secret"), "credentials.username"),
+        ] {
+            let error = await ocimanError { try await runtime.pullImage("registry.example:5000/app:1", login: login) }
+            guard case .invalid(let reported, let message) = error else { Issue.record("\(String(describing: error))"); continue }
+            #expect(reported == field && !message.contains("secret") && !message.contains(long))
+        }
+        let (pulled, _) = await drain(
+            try await runtime.pullImage("localhost/busybox:test", login: RegistryLogin(username: "ci", password: "secret")))
+        #expect(pulled.last.map { if case .result = $0 { true } else { false } } == true)
+    }
+
     // MARK: Readiness
 
     @Test func aLogConditionMetMakesTheContainerReady() async throws {

@@ -2,30 +2,6 @@ import EngineDriver
 import Foundation
 import Synchronization
 
-/// Engines the integration suites run against: `OCIMAN_TEST_ENGINES` (comma-separated), set by
-/// `make test` once both engines are up; by default whichever engine sockets answer.
-public enum TestEngines {
-    public static let dockerSocket = "/var/run/docker.sock"
-    public static let podmanSocket = "/run/podman/podman.sock"
-
-    public static var available: [String] {
-        if let list = ProcessInfo.processInfo.environment["OCIMAN_TEST_ENGINES"], !list.isEmpty {
-            return list.split(separator: ",").map(String.init)
-        }
-        var engines: [String] = []
-        if FileManager.default.fileExists(atPath: dockerSocket) { engines.append("docker") }
-        if FileManager.default.fileExists(atPath: podmanSocket) { engines.append("podman") }
-        return engines
-    }
-
-    public static func socket(for engine: String) -> String {
-        engine == "podman" ? podmanSocket : dockerSocket
-    }
-
-    /// The base image every test builds on (imported by scripts/setup-engines.sh).
-    public static let baseImage = "localhost/busybox:test"
-}
-
 /// A running `ocimand` binary, started the way a user would start it.
 public final class OcimandProcess: Sendable {
     public let engine: String
@@ -38,7 +14,8 @@ public final class OcimandProcess: Sendable {
 
     public var baseURL: String { "http://\(host):\(port)" }
 
-    /// Starts ocimand on an ephemeral loopback port (or on `unixSocket`) with `OCIMAN_BACKEND=engine`.
+    /// Starts ocimand on an ephemeral loopback port (or on `unixSocket`) with `OCIMAN_BACKEND` set
+    /// to the engine's backend, in the variant's environment (`TestEngines`), as the variant's account.
     public static func start(
         engine: String,
         arguments: [String] = [],
@@ -50,10 +27,20 @@ public final class OcimandProcess: Sendable {
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--listen", unixSocket.map { "unix:\($0)" } ?? "127.0.0.1:0"] + arguments
-        var variables = ProcessInfo.processInfo.environment
-        variables["OCIMAN_BACKEND"] = engine
+        let ocimandArguments = ["--listen", unixSocket.map { "unix:\($0)" } ?? "127.0.0.1:0"] + arguments
+        var variables: [String: String]
+        if let account = TestEngines.account(for: engine) {
+            // setpriv execs ocimand itself: the pid and its signals are ocimand's.
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+            process.arguments = ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--init-groups", "--", binary] + ocimandArguments
+            variables = [:]
+        } else {
+            process.executableURL = URL(fileURLWithPath: binary)
+            process.arguments = ocimandArguments
+            variables = ProcessInfo.processInfo.environment
+        }
+        variables["OCIMAN_BACKEND"] = TestEngines.backend(for: engine)
+        for (key, value) in TestEngines.environment(for: engine) { variables[key] = value }
         for (key, value) in environment { variables[key] = value }
         process.environment = variables
         process.standardOutput = log

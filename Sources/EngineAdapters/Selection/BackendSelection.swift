@@ -4,10 +4,12 @@ import OcimanCore
 /// Where ocimand will talk to its engine, decided at startup (SPEC §3).
 public struct BackendSelection: Sendable, Equatable {
     public enum Endpoint: Sendable, Equatable {
-        /// An engine socket that answered `/_ping`.
-        case socket(String)
+        /// An engine endpoint that answered `/_ping`.
+        case address(EngineAddress)
         /// No Podman socket answered but the binary exists: ocimand runs its own service.
         case privatePodmanService
+
+        public static func socket(_ path: String) -> Endpoint { .address(.unix(path)) }
     }
 
     public var kind: BackendKind
@@ -20,14 +22,15 @@ public struct BackendEnvironment: Sendable {
     /// Contents of `~/.config/ociman.toml`, nil when the file does not exist.
     public var configFile: String?
     public var podmanBinaryExists: Bool
-    /// True when a socket at this path answers `GET /_ping`.
-    public var probe: @Sendable (String) async -> Bool
+    /// nil when the engine at this address answers `GET /_ping`, else why not ("" when there
+    /// is nothing to add to the address, e.g. no socket there).
+    public var probe: @Sendable (EngineAddress) async -> String?
 
     public init(
         variables: [String: String],
         configFile: String?,
         podmanBinaryExists: Bool,
-        probe: @escaping @Sendable (String) async -> Bool
+        probe: @escaping @Sendable (EngineAddress) async -> String?
     ) {
         self.variables = variables
         self.configFile = configFile
@@ -40,6 +43,8 @@ public enum BackendSelectionError: Error, Sendable, Equatable, CustomStringConve
     case invalidOverride(String)
     case invalidConfig(String)
     case unsupportedHost(variable: String, value: String)
+    case plainTextTCP(variable: String, value: String)
+    case sshWithoutSocket(variable: String, value: String)
     case unreachable(BackendKind, tried: [String])
     case noEngine(tried: [String])
 
@@ -50,7 +55,14 @@ public enum BackendSelectionError: Error, Sendable, Equatable, CustomStringConve
         case .invalidConfig(let message):
             "invalid ~/.config/ociman.toml: \(message)"
         case .unsupportedHost(let variable, let value):
-            "\(variable)=\"\(value)\" is not supported: only unix:// socket paths are"
+            "\(variable)=\"\(value)\" is not supported: expected unix://PATH, tcp://HOST[:PORT] or "
+                + (variable == "CONTAINER_HOST" ? "ssh://[USER@]HOST[:PORT]/PATH/TO/podman.sock" : "ssh://[USER@]HOST[:PORT]")
+        case .plainTextTCP(let variable, let value):
+            "\(variable)=\"\(value)\" would send root-equivalent engine access in plain text beyond loopback: "
+                + (variable == "DOCKER_HOST" ? "set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH, or " : "")
+                + "allow it with --allow-plain-tcp (\(EngineAddress.allowPlainTCPVariable)=true)"
+        case .sshWithoutSocket(let variable, let value):
+            "\(variable)=\"\(value)\" names no socket: Podman over ssh needs ssh://[USER@]HOST[:PORT]/PATH/TO/podman.sock"
         case .unreachable(let kind, let tried):
             "OCIMAN_BACKEND=\(kind.rawValue) but no \(kind == .docker ? "Docker" : "Podman") engine answers "
                 + "(tried \(tried.joined(separator: ", ")))"
@@ -82,24 +94,24 @@ public enum BackendSelector {
         throw BackendSelectionError.noEngine(tried: tried)
     }
 
-    /// Candidate sockets in the order SPEC §3.3 gives.
-    public static func candidateSockets(_ kind: BackendKind, _ variables: [String: String]) throws -> [String] {
+    /// Candidate endpoints in the order SPEC §3.3 gives.
+    public static func candidates(_ kind: BackendKind, _ variables: [String: String]) throws -> [EngineAddress] {
         switch kind {
         case .docker:
             if let host = variables["DOCKER_HOST"], !host.isEmpty {
-                return [try unixPath("DOCKER_HOST", host)]
+                return [try EngineAddress.parse(host, variable: "DOCKER_HOST", kind: .docker, variables: variables)]
             }
-            return ["/var/run/docker.sock"]
+            return [.unix("/var/run/docker.sock")]
         case .podman:
-            var paths: [String] = []
+            var addresses: [EngineAddress] = []
             if let host = variables["CONTAINER_HOST"], !host.isEmpty {
-                paths.append(try unixPath("CONTAINER_HOST", host))
+                addresses.append(try EngineAddress.parse(host, variable: "CONTAINER_HOST", kind: .podman, variables: variables))
             }
             if let runtimeDirectory = variables["XDG_RUNTIME_DIR"], !runtimeDirectory.isEmpty {
-                paths.append(runtimeDirectory + "/podman/podman.sock")
+                addresses.append(.unix(runtimeDirectory + "/podman/podman.sock"))
             }
-            paths.append("/run/podman/podman.sock")
-            return paths
+            addresses.append(.unix("/run/podman/podman.sock"))
+            return addresses
         }
     }
 
@@ -115,22 +127,17 @@ public enum BackendSelector {
             tried.append("podman binary (not installed; OCIMAN_PODMAN_SERVICE=private)")
             return nil
         }
-        for path in try candidateSockets(kind, environment.variables) {
-            tried.append("unix://\(path)")
-            if await environment.probe(path) { return BackendSelection(kind: kind, endpoint: .socket(path)) }
+        for address in try candidates(kind, environment.variables) {
+            guard let reason = await environment.probe(address) else {
+                return BackendSelection(kind: kind, endpoint: .address(address))
+            }
+            tried.append(reason.isEmpty ? address.description : "\(address) (\(reason))")
         }
         if kind == .podman {
             if environment.podmanBinaryExists { return BackendSelection(kind: .podman, endpoint: .privatePodmanService) }
             tried.append("podman binary (not installed)")
         }
         return nil
-    }
-
-    private static func unixPath(_ variable: String, _ value: String) throws -> String {
-        guard value.hasPrefix("unix://"), value.count > "unix://".count else {
-            throw BackendSelectionError.unsupportedHost(variable: variable, value: value)
-        }
-        return String(value.dropFirst("unix://".count))
     }
 
     /// The file has one key, `default_backend`; anything else is an error rather than a

@@ -82,6 +82,9 @@ public protocol ContainerEngine: Sendable {
         -> AsyncThrowingStream<BuildProgress, any Error>
     /// `tag` may be a digest. Registry failures end the stream with `.failed`, or throw
     /// before it when the engine refuses at once (with its status, for classification).
-    func pullImage(repository: String, tag: String) async throws -> AsyncThrowingStream<TransferProgress, any Error>
-    func pushImage(repository: String, tag: String) async throws -> AsyncThrowingStream<TransferProgress, any Error>
+    /// Without `credentials` the engine uses what it has configured.
+    func pullImage(repository: String, tag: String, credentials: RegistryCredentials?) async throws
+        -> AsyncThrowingStream<TransferProgress, any Error>
+    func pushImage(repository: String, tag: String, credentials: RegistryCredentials?) async throws
+        -> AsyncThrowingStream<TransferProgress, any Error>
 }

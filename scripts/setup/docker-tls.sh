@@ -1,0 +1,43 @@
+# Sourced by scripts/setup-engines.sh before dockerd starts: dockerd also listens on
+# tcp://127.0.0.1:2376 with mutual TLS (certificates from scripts/setup/test-pki.sh), set in
+# /etc/docker/daemon.json so that every start of dockerd has it, --fresh-docker-root's included.
+# A dockerd that runs without the listener (or with older certificates) is stopped here, and
+# ensure_dockerd starts it again.
+DOCKER_TLS_ADDRESS=127.0.0.1:2376
+DOCKER_DAEMON_JSON=/etc/docker/daemon.json
+
+docker_tls_answers() {
+    local client=$OCIMAN_PKI/docker-client
+    [ "$(curl -s --max-time 3 --cacert "$client/ca.pem" --cert "$client/cert.pem" --key "$client/key.pem" \
+        "https://$DOCKER_TLS_ADDRESS/_ping" 2>/dev/null)" = OK ]
+}
+
+ensure_docker_tls_config() {
+    local server=$OCIMAN_PKI/dockerd want
+    want=$(jq -n --arg ca "$server/ca.pem" --arg cert "$server/cert.pem" --arg key "$server/key.pem" \
+        --arg tcp "tcp://$DOCKER_TLS_ADDRESS" '
+        {hosts: ["unix:///var/run/docker.sock", $tcp], tlsverify: true, tlscacert: $ca, tlscert: $cert, tlskey: $key}')
+    local current='{}'
+    [ -s "$DOCKER_DAEMON_JSON" ] && current=$(cat "$DOCKER_DAEMON_JSON")
+    # Keys set by others stay; ours are added or corrected.
+    local merged
+    merged=$(jq -S --argjson want "$want" '. + $want' <<<"$current") || die "$DOCKER_DAEMON_JSON is not JSON"
+    if [ "$(jq -S . <<<"$current")" != "$merged" ]; then
+        mkdir -p "$(dirname "$DOCKER_DAEMON_JSON")"
+        printf '%s\n' "$merged" >"$DOCKER_DAEMON_JSON"
+        ACTIONS+=("wrote $DOCKER_DAEMON_JSON (TLS listener on $DOCKER_TLS_ADDRESS)")
+    fi
+    ping_sock "$DOCKER_SOCK" || return 0
+    docker_tls_answers && return 0
+    local pid
+    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    [ -n "$pid" ] || die "dockerd answers without the TLS listener but /var/run/docker.pid is missing"
+    log "restarting dockerd (pid $pid) for its TLS listener on $DOCKER_TLS_ADDRESS"
+    kill "$pid"
+    local i
+    for ((i = 0; i < 300; i++)); do pid_alive "$pid" || break; sleep 0.1; done
+    pid_alive "$pid" && die "dockerd (pid $pid) did not stop within 30 s"
+    ACTIONS+=("stopped dockerd to add its TLS listener")
+}
+
+ensure_docker_tls_config
