@@ -8,6 +8,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ocimand", targets: ["ocimand"]),
+        // The command-line client, on OcimanClient.
+        .executable(name: "ociman", targets: ["ociman"]),
         // A Swift client for ocimand, generated from the same openapi.yaml.
         .library(name: "OcimanClient", targets: ["OcimanClient"]),
     ],
@@ -29,10 +31,17 @@ let package = Package(
         ),
         // OpenSSL's libcrypto for SHA-256 (SHA-NI through EVP).
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // What a handler sees of a WebSocket the transport accepted (no sockets, no frames).
+        .target(name: "WebSockets"),
         .target(
             name: "MHDTransport",
             dependencies: [
                 "CMicroHTTPD",
+                "CCrypto",
+                "WebSockets",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
             ]
@@ -85,13 +94,26 @@ let package = Package(
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
             ],
             plugins: [.plugin(name: "OpenAPIGenerator", package: "swift-openapi-generator")]
+        ),
+        // `ociman`: docker-like commands over OcimanClient; `-it` puts the terminal in raw mode.
+        .executableTarget(
+            name: "ociman",
+            dependencies: [
+                "OcimanClient",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
         ),
         .target(
             name: "OcimanAPI",
             dependencies: [
                 "OcimanCore",
+                "WebSockets",
                 "PulledStreams",
                 "RFC3339",
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),

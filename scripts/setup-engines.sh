@@ -60,6 +60,8 @@ IMAGE="$IMAGE_REPO:$IMAGE_TAG"
 
 # shellcheck source=setup/postgres-image.sh
 . "$(dirname "$0")/setup/postgres-image.sh"
+# shellcheck source=setup/interactive-tools.sh
+. "$(dirname "$0")/setup/interactive-tools.sh"
 # shellcheck source=setup/client-generators.sh
 . "$(dirname "$0")/setup/client-generators.sh"
 
@@ -414,6 +416,7 @@ full)
     ensure_image "$PODMAN_SOCK" podman podman
     ensure_postgres_image "$DOCKER_SOCK" docker
     ensure_postgres_image "$PODMAN_SOCK" podman
+    ensure_interactive_tools
     ensure_client_generators
     ;;
 esac

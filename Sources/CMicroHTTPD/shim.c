@@ -45,3 +45,7 @@ size_t ociman_mhd_request_header_size(struct MHD_Connection *connection) {
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_REQUEST_HEADER_SIZE);
     return info ? info->header_size : 0;
 }
+
+void ociman_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *urh) {
+    MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
+}

@@ -123,7 +123,7 @@ extension CompatibleEngine {
     func createCompatExec(in container: String, _ options: ExecOptions) async throws -> String {
         let config = ExecCreateConfig(
             cmd: options.command, env: ContainerMapping.environment(options.environment), user: options.user,
-            workingDir: options.workdir, attachStdin: options.stdin != nil)
+            workingDir: options.workdir, attachStdin: options.stdin != nil || options.openStdin, tty: options.tty)
         return try await classified { try await client.createExec(container: container, config) }
     }
 
@@ -134,8 +134,29 @@ extension CompatibleEngine {
 
     func inspectExec(_ id: String) async throws -> ExecState {
         let inspect = try await classified { try await client.inspectExec(id) }
-        return ExecState(
+        var state = ExecState(
             running: inspect.running, exitCode: inspect.exitCode, processID: inspect.pid, containerID: inspect.containerID)
+        state.tty = inspect.processConfig?.tty ?? false
+        state.openStdin = inspect.openStdin ?? false
+        return state
+    }
+
+    // MARK: Terminals
+
+    func startInteractiveExec(_ id: String, tty: Bool) async throws -> ProcessConnection {
+        ProcessConnection(try await classified { try await client.startExecAttached(id, tty: tty) }, tty: tty)
+    }
+
+    func resizeExec(_ id: String, _ size: TerminalSize) async throws {
+        try await classified { try await client.resizeExec(id, TerminalCells(rows: size.rows, columns: size.columns)) }
+    }
+
+    func attachContainer(_ id: String, tty: Bool) async throws -> ProcessConnection {
+        ProcessConnection(try await classified { try await client.attachContainer(id, replay: tty) }, tty: tty)
+    }
+
+    func resizeContainer(_ id: String, _ size: TerminalSize) async throws {
+        try await classified { try await client.resizeContainer(id, TerminalCells(rows: size.rows, columns: size.columns)) }
     }
 
     // MARK: Images

@@ -17,7 +17,7 @@ enum ContainerMapping {
         let mounts = config.mounts.map { mount in
             MountConfig(type: mountKind(mount.kind), source: mount.source, target: mount.target, readOnly: mount.readOnly)
         }
-        return ContainerCreateConfig(
+        var body = ContainerCreateConfig(
             image: config.image,
             cmd: config.command,
             entrypoint: config.entrypoint,
@@ -30,6 +30,9 @@ enum ContainerMapping {
                 portBindings: bindings.isEmpty ? nil : bindings, mounts: mounts.isEmpty ? nil : mounts,
                 autoRemove: config.autoRemove)
         )
+        body.tty = config.tty
+        body.openStdin = config.openStdin
+        return body
     }
 
     /// Sorted, so the same request makes the same body.

@@ -76,6 +76,10 @@ public struct ContainerCreateConfig: Encodable, Sendable {
     /// Keyed by `<port>/<protocol>`; the engines want an empty object as each value.
     public var exposedPorts: [String: EmptyObject]?
     public var hostConfig: HostConfig
+    /// The main process gets a terminal (its output is then one raw stream).
+    public var tty = false
+    /// Stdin stays open for attaching clients.
+    public var openStdin = false
 
     public struct EmptyObject: Encodable, Sendable, Hashable {
         public init() {}
@@ -106,6 +110,8 @@ public struct ContainerCreateConfig: Encodable, Sendable {
         case user = "User"
         case exposedPorts = "ExposedPorts"
         case hostConfig = "HostConfig"
+        case tty = "Tty"
+        case openStdin = "OpenStdin"
     }
 }
 

@@ -13,15 +13,20 @@ public struct ExecCreateConfig: Encodable, Sendable {
     public var attachStdin: Bool
     public var attachStdout = true
     public var attachStderr = true
-    /// Always false here: output stays 8-byte framed, so stdout and stderr can be told apart.
-    public var tty = false
+    /// Without a TTY the output stays 8-byte framed, so stdout and stderr can be told apart;
+    /// with one it is a single raw stream.
+    public var tty: Bool
 
-    public init(cmd: [String], env: [String]? = nil, user: String? = nil, workingDir: String? = nil, attachStdin: Bool) {
+    public init(
+        cmd: [String], env: [String]? = nil, user: String? = nil, workingDir: String? = nil, attachStdin: Bool,
+        tty: Bool = false
+    ) {
         self.cmd = cmd
         self.env = env
         self.user = user
         self.workingDir = workingDir
         self.attachStdin = attachStdin
+        self.tty = tty
     }
 
     enum CodingKeys: String, CodingKey {
@@ -45,6 +50,12 @@ public struct ExecInspect: Decodable, Sendable {
     /// The process id in the engine host's PID namespace (both engines), 0 when not started.
     public var pid: Int?
     public var containerID: String?
+    public var openStdin: Bool?
+    public var processConfig: ProcessConfig?
+
+    public struct ProcessConfig: Decodable, Sendable {
+        public var tty: Bool?
+    }
 
     enum CodingKeys: String, CodingKey {
         case id = "ID"
@@ -52,10 +63,12 @@ public struct ExecInspect: Decodable, Sendable {
         case exitCode = "ExitCode"
         case pid = "Pid"
         case containerID = "ContainerID"
+        case openStdin = "OpenStdin"
+        case processConfig = "ProcessConfig"
     }
 }
 
-private struct ExecStartConfig: Encodable {
+struct ExecStartConfig: Encodable {
     var detach = false
     var tty = false
     enum CodingKeys: String, CodingKey {
@@ -87,9 +100,13 @@ extension EngineClient {
 
     /// Starts an exec on a hijacked connection: write stdin, `finishWriting()` for EOF, and read
     /// the framed output concurrently.
-    public func startExecAttached(_ id: String, timeout: Duration? = nil) async throws -> HijackedConnection {
+    /// `tty` must match the exec's creation: the engine then sends raw output instead of frames.
+    public func startExecAttached(_ id: String, tty: Bool = false, timeout: Duration? = nil) async throws
+        -> HijackedConnection
+    {
         try await hijack(
-            EngineRequest.json(.POST, "/exec/\(EngineRequest.escape(id))/start", body: ExecStartConfig(), timeout: timeout))
+            EngineRequest.json(
+                .POST, "/exec/\(EngineRequest.escape(id))/start", body: ExecStartConfig(tty: tty), timeout: timeout))
     }
 
     /// Starts an exec and returns its demultiplexed output until the process ends. With `stdin`

@@ -3,6 +3,7 @@ import Glibc
 import HTTPTypes
 import OpenAPIRuntime
 import Synchronization
+import WebSockets
 
 /// swift-openapi-runtime's `ServerTransport` on libmicrohttpd.
 ///
@@ -26,6 +27,7 @@ public final class MHDServer: ServerTransport, Sendable {
     /// Answers clients too slow to send their request head or body (`headerTimeout`, `requestTimeout`).
     private let deadlineSweep = Mutex<Task<Void, Never>?>(nil)
     private let closingAnswers: ClosingAnswers
+    private let webSockets = WebSocketUpgrades()
 
     public init(configuration: MHDServerConfiguration) {
         self.configuration = configuration
@@ -51,7 +53,7 @@ public final class MHDServer: ServerTransport, Sendable {
         var config = ociman_mhd_config()
         config.flags =
             UInt32(MHD_USE_EPOLL_INTERNAL_THREAD.rawValue) | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
-            | UInt32(MHD_USE_ERROR_LOG.rawValue)
+            | UInt32(MHD_USE_ERROR_LOG.rawValue) | UInt32(MHD_ALLOW_UPGRADE.rawValue)
         config.listen_fd = socket.descriptor
         config.thread_pool_size = UInt32(configuration.threadPoolSize)
         // The caps are the connection table's; libmicrohttpd only needs room for the connections
@@ -94,8 +96,10 @@ public final class MHDServer: ServerTransport, Sendable {
                 socket = nil
             }
         }
+        // Interactive sessions do not end by themselves: they end now, like clients that left.
+        webSockets.closeAll()
         let deadline = ContinuousClock.now.advanced(by: gracePeriod)
-        while ContinuousClock.now < deadline, inFlight.withLock({ !$0.isEmpty }) {
+        while ContinuousClock.now < deadline, inFlight.withLock({ !$0.isEmpty }) || webSockets.openCount > 0 {
             try? await Task.sleep(for: .milliseconds(20))
         }
         // Suspended connections must be resumed before libmicrohttpd will stop.
@@ -148,6 +152,10 @@ public final class MHDServer: ServerTransport, Sendable {
         return context
     }
 
+    fileprivate func upgraded(request: UnsafeMutableRawPointer, prefetched: [UInt8], socket: CInt, handle: OpaquePointer) {
+        webSockets.upgraded(request: request, prefetched: prefetched, socket: socket, handle: handle)
+    }
+
     fileprivate func connectionClosed(_ context: ConnectionContext) {
         connections.remove(context)
     }
@@ -161,6 +169,7 @@ public final class MHDServer: ServerTransport, Sendable {
     }
 
     fileprivate func endRequest(_ context: RequestContext, completedNormally: Bool) {
+        webSockets.forget(Unmanaged.passUnretained(context).toOpaque())
         inFlight.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(context)) }
         context.connectionClosed(completedNormally: completedNormally)
         if let headerTimeout = configuration.headerTimeout {
@@ -359,6 +368,9 @@ public final class MHDServer: ServerTransport, Sendable {
                     .RESPMEM_MUST_COPY
                 )
             }
+        case .upgrade(let upgrade):
+            webSockets.expect(upgrade, for: Unmanaged.passUnretained(context).toOpaque())
+            response = MHD_create_response_for_upgrade(mhdUpgradeHandler, Unmanaged.passUnretained(self).toOpaque())
         case .stream(let stream):
             let box = Unmanaged.passRetained(stream).toOpaque()
             response = MHD_create_response_from_callback(
@@ -418,9 +430,22 @@ public final class MHDServer: ServerTransport, Sendable {
     ) async {
         let prepared: PreparedResponse
         var streamedBody: HTTPBody?
+        let handshake = WebSocketHandshake(request)
+        let offer = handshake.map { WebSocketOffer(subprotocols: $0.subprotocols) }
         do {
-            let (head, responseBody) = try await handler(request, body, metadata)
-            if let responseBody {
+            let (head, responseBody) = try await WebSocketOffer.$current.withValue(offer) {
+                try await handler(request, body, metadata)
+            }
+            if head.status == .switchingProtocols {
+                guard let handshake, let accepted = offer?.accepted else {
+                    throw MHDServerError.upgradeNotOffered
+                }
+                var upgradeHead = head
+                for (name, value) in handshake.responseFields(subprotocol: accepted.subprotocol) {
+                    upgradeHead.headerFields[HTTPField.Name(name)!] = value
+                }
+                prepared = PreparedResponse(head: upgradeHead, body: .upgrade(PendingWebSocket(session: accepted.session)))
+            } else if let responseBody {
                 if case .known(let length) = responseBody.length, length <= configuration.bufferedResponseLimit {
                     let bytes = try await [UInt8](collecting: responseBody, upTo: Int(length))
                     prepared = PreparedResponse(head: head, body: .bytes(bytes))
@@ -467,11 +492,14 @@ public final class MHDServer: ServerTransport, Sendable {
 public enum MHDServerError: Error, CustomStringConvertible {
     case startFailed(String)
     case payloadTooLarge
+    /// A handler answered 101 to a request that is no WebSocket handshake, or without accepting it.
+    case upgradeNotOffered
 
     public var description: String {
         switch self {
         case .startFailed(let address): "libmicrohttpd could not start on \(address)"
         case .payloadTooLarge: "request body too large"
+        case .upgradeNotOffered: "the handler answered 101 without accepting a WebSocket handshake"
         }
     }
 }
@@ -491,6 +519,8 @@ struct PreparedResponse: Sendable {
     enum Body: Sendable {
         case bytes([UInt8])
         case stream(ResponseStream)
+        /// A 101: the socket becomes this WebSocket once libmicrohttpd has sent the head.
+        case upgrade(PendingWebSocket)
     }
     var head: HTTPResponse
     var body: Body
@@ -582,4 +612,18 @@ private let mhdContentReaderFree: MHD_ContentReaderFreeCallback = { streamPointe
     guard let streamPointer else { return }
     let stream = Unmanaged<ResponseStream>.fromOpaque(streamPointer).takeRetainedValue()
     stream.close()
+}
+
+/// The 101 went out: libmicrohttpd hands over the socket (`clsPointer` is the server,
+/// `requestPointer` the request's context, used only as a key).
+private let mhdUpgradeHandler: MHD_UpgradeHandler = {
+    serverPointer, _, requestPointer, extraIn, extraInSize, socket, handle in
+    guard let serverPointer, let handle else { return }
+    let server = Unmanaged<MHDServer>.fromOpaque(serverPointer).takeUnretainedValue()
+    let prefetched = extraIn.map { Array(UnsafeRawBufferPointer(start: $0, count: extraInSize)) } ?? []
+    guard let requestPointer else {
+        ociman_mhd_upgrade_close(handle)
+        return
+    }
+    server.upgraded(request: requestPointer, prefetched: prefetched, socket: socket, handle: handle)
 }

@@ -82,6 +82,8 @@ extension RunSpec {
             ttlSeconds: request.ttlSeconds,
             session: request.session
         )
+        tty = request.tty ?? false
+        stdinOpen = request.stdinOpen ?? false
     }
 }
 

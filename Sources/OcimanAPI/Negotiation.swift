@@ -54,6 +54,8 @@ public struct NegotiationMiddleware: ServerMiddleware {
         offer(Operations.CreateSession.id, Operations.CreateSession.AcceptableContentType.self),
         offer(Operations.RenewSession.id, Operations.RenewSession.AcceptableContentType.self),
         offer(Operations.DeleteSession.id, Operations.DeleteSession.AcceptableContentType.self),
+        offer(Operations.CreateExecSession.id, Operations.CreateExecSession.AcceptableContentType.self),
+        offer(Operations.InspectExecSession.id, Operations.InspectExecSession.AcceptableContentType.self),
     ])
 
     /// Problem documents are the error answer of every operation, sent whatever `Accept` says;

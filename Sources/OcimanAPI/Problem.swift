@@ -73,6 +73,7 @@ public enum ProblemDocument {
         case 413: "Content Too Large"
         case 414: "URI Too Long"
         case 415: "Unsupported Media Type"
+        case 426: "Upgrade Required"
         case 431: "Request Header Fields Too Large"
         case 500: "Internal Server Error"
         case 501: "Not Implemented"
@@ -109,6 +110,7 @@ public struct ProblemMiddleware: ServerMiddleware {
                 return ProblemDocument.response(for: core)
             }
             if let unimplemented = Self.unimplemented(error.underlyingError) { return unimplemented }
+            if error.underlyingError is WebSocketRequired { return WebSocketRequired.response }
             if error.operationInput == nil {
                 // The generated code could not decode the request: the client sent bad input.
                 let detail = "invalid request: \(Self.describe(error.underlyingError))"

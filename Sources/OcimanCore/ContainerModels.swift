@@ -93,6 +93,10 @@ public struct RunSpec: Sendable {
     public var ttlSeconds: Int?
     /// Stored as the `ociman.session` label for the reaper.
     public var session: String?
+    /// The main process gets a terminal (`GET /containers/{id}/attach` then carries raw bytes).
+    public var tty = false
+    /// Stdin stays open for attaching clients.
+    public var stdinOpen = false
 
     public init(
         image: String, name: String? = nil, command: [String]? = nil, entrypoint: [String]? = nil,

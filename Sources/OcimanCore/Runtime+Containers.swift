@@ -180,7 +180,7 @@ extension Runtime {
             labels[ManagedLabels.expiresAt] = String(Int64(now.timeIntervalSince1970.rounded(.down)) + Int64(ttl))
         }
         if let session = spec.session { labels[ManagedLabels.session] = session }
-        return ContainerConfig(
+        var config = ContainerConfig(
             name: spec.name,
             image: spec.image,
             command: spec.command.flatMap { $0.isEmpty ? nil : $0 },
@@ -193,6 +193,9 @@ extension Runtime {
             mounts: spec.mounts,
             autoRemove: spec.autoRemove
         )
+        config.tty = spec.tty
+        config.openStdin = spec.stdinOpen
+        return config
     }
 
     // MARK: - Inspect and list

@@ -40,6 +40,10 @@ public struct ExecOptions: Sendable {
     public var stdin: ExecStdin?
     /// Give up (and end the process) after this many seconds; at least 1.
     public var timeoutSeconds: Int?
+    /// The process gets a terminal (output is then one stream, stdout).
+    public var tty = false
+    /// Stdin is attached for an interactive session to write, rather than fed from `stdin`.
+    public var openStdin = false
 
     public init(
         command: [String],

@@ -305,6 +305,24 @@ public final class InMemoryEngine: ContainerEngine {
         }
     }
 
+    // Terminals need a real engine (the integration suites); in memory they are refused.
+
+    public func startInteractiveExec(_ id: String, tty: Bool) async throws -> ProcessConnection {
+        throw EngineFailure.rejected("the in-memory engine has no terminals")
+    }
+
+    public func resizeExec(_ id: String, _ size: TerminalSize) async throws {
+        throw EngineFailure.rejected("the in-memory engine has no terminals")
+    }
+
+    public func attachContainer(_ id: String, tty: Bool) async throws -> ProcessConnection {
+        throw EngineFailure.rejected("the in-memory engine has no terminals")
+    }
+
+    public func resizeContainer(_ id: String, _ size: TerminalSize) async throws {
+        throw EngineFailure.rejected("the in-memory engine has no terminals")
+    }
+
     /// `echo` prints its arguments, `cat` its stdin, `true`/`false` exit 0/1, `sleep` hangs;
     /// `sh -c "exit N"` exits N; anything else is not found (127).
     static func script(for options: ExecOptions) -> ExecScript {

@@ -148,6 +148,11 @@ struct IntegerBoundsTests {
                 return ("POST", "/sessions", [:], ["lease_seconds": 60])
             case "renewSession":
                 return ("POST", "/sessions/\(session)/renew", [:], ["lease_seconds": 60])
+            // Nothing to resize: in range is 404 or 409, out of range 400 before the engine is asked.
+            case "resizeContainer":
+                return ("POST", "/containers/\(exited)/resize", [:], ["rows": 24, "columns": 80])
+            case "resizeExecSession":
+                return ("POST", "/exec-sessions/no-such-exec-session/resize", [:], ["rows": 24, "columns": 80])
             default:
                 return nil
             }

@@ -44,4 +44,8 @@ void *ociman_mhd_socket_context(struct MHD_Connection *connection);
 /// Bytes of the request head (request line, header lines, empty line) once it is in; 0 before.
 size_t ociman_mhd_request_header_size(struct MHD_Connection *connection);
 
+/// Gives an upgraded connection's socket back to libmicrohttpd, which closes it
+/// (MHD_upgrade_action is variadic).
+void ociman_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *urh);
+
 #endif

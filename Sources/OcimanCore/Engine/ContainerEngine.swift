@@ -58,6 +58,18 @@ public protocol ContainerEngine: Sendable {
     func startExec(_ id: String, stdin: AsyncThrowingStream<[UInt8], any Error>?) async throws -> ExecAttachment
     func inspectExec(_ id: String) async throws -> ExecState
 
+    // MARK: Terminals
+
+    /// Starts an exec created with `openStdin` on a two-way connection; `tty` as it was created.
+    func startInteractiveExec(_ id: String, tty: Bool) async throws -> ProcessConnection
+    /// `.conflict` when the exec is not running.
+    func resizeExec(_ id: String, _ size: TerminalSize) async throws
+    /// Attaches to the main process (`tty` as the container was created; with one, the output
+    /// written before the attach comes first). Closing the connection detaches.
+    func attachContainer(_ id: String, tty: Bool) async throws -> ProcessConnection
+    /// `.conflict` when the container is not running.
+    func resizeContainer(_ id: String, _ size: TerminalSize) async throws
+
     // MARK: Images
 
     func listImages() async throws -> [ImageInfo]

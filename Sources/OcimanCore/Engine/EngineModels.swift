@@ -33,6 +33,10 @@ public struct ContainerConfig: Sendable, Equatable {
     public var publish: [PublishSpec]
     public var mounts: [MountSpec]
     public var autoRemove: Bool
+    /// The main process gets a terminal.
+    public var tty = false
+    /// Stdin stays open, for clients that attach.
+    public var openStdin = false
 
     public init(
         name: String? = nil, image: String, command: [String]? = nil, entrypoint: [String]? = nil,
@@ -93,6 +97,10 @@ public struct ExecAttachment: Sendable {
 
 public struct ExecState: Sendable, Equatable {
     public var running: Bool
+    /// Created with a terminal (its output is one raw stream).
+    public var tty = false
+    /// Created with stdin attached (an interactive session can write to it).
+    public var openStdin = false
     /// Meaningful only once `running` is false.
     public var exitCode: Int?
     /// The process in the engine host's PID namespace; 0 or nil when not started.
@@ -149,4 +157,37 @@ public enum TransferProgress: Sendable, Equatable {
     case digest(String)
     /// The registry operation failed with this message.
     case failed(String)
+}
+
+/// A terminal's size in character cells.
+public struct TerminalSize: Sendable, Equatable {
+    public var rows: Int
+    public var columns: Int
+
+    public init(rows: Int, columns: Int) {
+        self.rows = rows
+        self.columns = columns
+    }
+}
+
+/// A two-way engine connection to a process: an interactive exec, or an attach to a
+/// container's main process. Output is pulled as it is consumed; each write returns once the
+/// engine connection took the bytes, so a process that stops reading its stdin holds the writer.
+public struct ProcessConnection: Sendable {
+    public var output: AsyncThrowingStream<OutputChunk, any Error>
+    public var write: @Sendable ([UInt8]) async throws -> Void
+    /// End of file on the process's stdin; its output keeps coming.
+    public var finishWriting: @Sendable () async throws -> Void
+    /// Ends the connection from outside the output's consumer.
+    public var close: @Sendable () -> Void
+
+    public init(
+        output: AsyncThrowingStream<OutputChunk, any Error>, write: @escaping @Sendable ([UInt8]) async throws -> Void,
+        finishWriting: @escaping @Sendable () async throws -> Void, close: @escaping @Sendable () -> Void
+    ) {
+        self.output = output
+        self.write = write
+        self.finishWriting = finishWriting
+        self.close = close
+    }
 }

@@ -22,6 +22,8 @@ public enum IntegerBounds {
     public static let logSince = 0...253_402_300_799
     /// A session lease: up to a day.
     public static let leaseSeconds = 1...86_400
+    /// A terminal's rows or columns (the kernel keeps each in 16 bits).
+    public static let terminalCells = 1...10_000
     public static let containerPort = 1...65_535
     /// 0 lets the engine pick.
     public static let hostPort = 0...65_535
