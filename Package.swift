@@ -164,7 +164,7 @@ let package = Package(
         .testTarget(
             name: "OcimanAPITests",
             dependencies: [
-                "OcimanAPI", "InMemoryEngine", .product(name: "Logging", package: "swift-log"),
+                "OcimanAPI", "InMemoryEngine", "RFC3339", .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "OpenAPIRuntime", package: "swift-openapi-runtime"),
             ]

@@ -111,8 +111,8 @@ class H(BaseHTTPRequestHandler):
             self.eng().json("POST", f"{COMPAT}/exec/{eid}/start", {"Detach": False, "Tty": False})
             r = self.eng().request("GET", f"{COMPAT}/exec/{eid}/json")
             return self.send(200, {"exit_code": r.json()["ExitCode"], "stdout": "", "stderr": ""})
-        if u.path == "/hash":
-            if self.headers.get("Content-Type", "").startswith("application/x-tar"):
+        if u.path in ("/hash", "/hash/tar"):
+            if u.path == "/hash/tar":
                 h = hashlib.sha256()
                 _push(h, b"directory")
                 with tarfile.open(fileobj=io.BytesIO(raw)) as t:

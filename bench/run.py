@@ -672,11 +672,11 @@ def section_rss(ctx):
     ctx.add("rss", "RSS idle", idle, None, None, "≤ 30 MB", ok=idle <= 30, unit="MB")
 
 
-    # 1 GiB tar body streamed to POST /hash: growth of RSS over the upload
+    # 1 GiB tar body streamed to POST /hash/tar: growth of RSS over the upload
     def upload():
         c = o.client()
         small = _tar_bytes(ctx.build_dir())
-        r = c.request("POST", "/hash", body=small, headers={"Content-Type": "application/x-tar"})
+        r = c.request("POST", "/hash/tar", body=small, headers={"Content-Type": "application/x-tar"})
         require_route(r, "POST /hash (tar body)")
         if r.status == 415:
             raise Skip("POST /hash does not take a tar body yet (415)")
@@ -690,7 +690,7 @@ def section_rss(ctx):
         s.start()
         try:
             conn = connect(o.endpoint, timeout=600)
-            conn.request("POST", "/hash", body=gen,
+            conn.request("POST", "/hash/tar", body=gen,
                          headers={"Content-Type": "application/x-tar", "Content-Length": str(total)})
             resp = conn.getresponse()
             data = resp.read()

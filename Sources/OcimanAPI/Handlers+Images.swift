@@ -107,6 +107,8 @@ extension APIHandler {
 
     private static func source(_ context: Components.Schemas.BuildContext) throws(OcimanError) -> BuildSource {
         switch (context.path, context.instructions) {
+        case ("", nil): throw .invalid(field: "context.path", message: "must not be empty")
+        case (nil, ""): throw .invalid(field: "context.instructions", message: "must not be empty")
         case (let path?, nil): .directory(path: path)
         case (nil, let instructions?): .instructions(instructions)
         default: throw .invalid(field: "context", message: "give exactly one of context.path and context.instructions")

@@ -318,6 +318,8 @@ extension ImagesAndBuilds {
                 ("/hash", "", ["context": ["path": "/tmp/x"], "dockerfile": "../Dockerfile"], "dockerfile"),
                 ("/hash", "", ["context": ["path": "/tmp/x"], "dockerfile": "/etc/Dockerfile"], "dockerfile"),
                 ("/hash", "", ["context": instructions, "name": "UPPER/case"], "name"),
+                ("/images/build", "", ["context": ["instructions": ""]], "context.instructions"),
+                ("/hash", "", ["context": ["path": ""]], "context.path"),
             ]
             try await withOcimand(engine: engine, arguments: ["--context-root", "/tmp"]) { _, client in
                 for (route, query, body, field) in cases {

@@ -1,5 +1,6 @@
 import EngineDriver
 import Foundation
+import OcimanClient
 import OcimanTestSupport
 import Testing
 
@@ -15,64 +16,63 @@ struct ContainerLifecycleTests {
         let name = "lc-web-\(fixture.runID)"
         let snapshot = "localhost/ociman-lc-\(fixture.runID):seeded"
         try await fixture.withCleanup(images: [snapshot]) {
-            try await withOcimand(engine: engine) { _, client in
+            // Through the generated Swift client (OcimanClient), as a Swift user of ociman would.
+            try await withOcimand(engine: engine) { server, _ in
+                let ociman = server.swiftClient
                 let labels = fixture.labels.merging(["org.example.role": "web"]) { $1 }
-                let run = try await client.post(
-                    "/containers",
-                    json: [
-                        "image": Self.image, "name": name, "env": ["GREETING": "hi"], "labels": labels,
-                        // Seed a file, then serve the root directory; httpd only listens after a pause.
-                        "command": ["sh", "-c", "printf '%s\\n' \"$GREETING\" > /data; sleep 1; exec httpd -f -p 8080"],
-                        "publish": [["container_port": 8080, "host_ip": "127.0.0.1"]],
-                        "wait": ["timeout_seconds": 60, "tcp_port": 8080], "ttl_seconds": 3600,
-                    ])
-                #expect(run.status == 201, "\(run.text)")
-                let container = try run.object()
-                let id = try #require(container["id"] as? String)
-                #expect(container["name"] as? String == name)
-                #expect(container["image"] as? String == Self.image)
-                let state = try #require(container["state"] as? [String: Any])
-                #expect(state["running"] as? Bool == true && state["status"] as? String == "running")
-                #expect(state["exit_code"] == nil && state["started_at"] is String)
-                let runLabels = try #require(container["labels"] as? [String: String])
+                let run = try await ociman.runContainer(
+                    body: .json(
+                        .init(
+                            image: Self.image, name: name,
+                            // Seed a file, then serve the root directory; httpd only listens after a pause.
+                            command: ["sh", "-c", "printf '%s\\n' \"$GREETING\" > /data; sleep 1; exec httpd -f -p 8080"],
+                            env: .init(additionalProperties: ["GREETING": "hi"]), labels: .init(additionalProperties: labels),
+                            publish: [.init(containerPort: 8080, hostIp: "127.0.0.1")],
+                            wait: .init(timeoutSeconds: 60, tcpPort: 8080), ttlSeconds: 3600)))
+                let container = try run.created.body.json
+                let id = container.id
+                #expect(container.name == name)
+                #expect(container.image == Self.image)
+                #expect(container.state.running && container.state.status == "running")
+                #expect(container.state.exitCode == nil && container.state.startedAt != nil)
+                let runLabels = container.labels.additionalProperties
                 #expect(runLabels["org.example.role"] == "web" && runLabels["ociman.managed"] == "true")
                 #expect(runLabels["ociman.created"].flatMap { ISO8601DateFormatter().date(from: $0) } != nil)
                 let expiresAt = try #require(runLabels["ociman.expires-at"].flatMap(Double.init))
                 #expect(abs(expiresAt - Date().timeIntervalSince1970 - 3600) < 120)
-                let ports = try #require(container["ports"] as? [[String: Any]])
-                #expect(ports.count == 1)
-                #expect(ports.first?["host_ip"] as? String == "127.0.0.1")
-                #expect(ports.first?["container_port"] as? Int == 8080 && ports.first?["protocol"] as? String == "tcp")
-                let hostPort = try #require(ports.first?["host_port"] as? Int)
-                #expect((container["ip_address"] as? String)?.isEmpty == false)
+                #expect(container.ports.count == 1)
+                let port = try #require(container.ports.first)
+                #expect(port.hostIp == "127.0.0.1" && port.containerPort == 8080 && port._protocol == .tcp)
+                #expect(container.ipAddress?.isEmpty == false)
 
                 // Ready means the server answers through the published port right away.
-                let http = try await HTTPTestConnection.connect(host: "127.0.0.1", port: hostPort)
+                let http = try await HTTPTestConnection.connect(host: "127.0.0.1", port: port.hostPort)
                 let page = try await http.request("GET", "/data")
                 await http.close()
                 #expect(page.status == 200)
                 #expect(page.text == "hi\n")
 
-                let listed = try await client.get("/containers?label=\(fixture.labelKey)=\(fixture.runID)&label=org.example.role")
-                #expect(listed.status == 200)
-                #expect(try listed.array().map { $0["id"] as? String } == [id])
-                let summary = try #require(try listed.array().first)
-                #expect(summary["name"] as? String == name && summary["image"] as? String == Self.image)
-                #expect((summary["state"] as? [String: Any])?["running"] as? Bool == true)
-                #expect((summary["labels"] as? [String: String])?["org.example.role"] == "web")
-                #expect(summary["created"] is String)
-                let wrongValue = try await client.get("/containers?label=\(fixture.labelKey)=\(fixture.runID)&label=org.example.role=db")
-                #expect(try wrongValue.array().isEmpty)
+                let listed = try await ociman.listContainers(
+                    query: .init(label: ["\(fixture.labelKey)=\(fixture.runID)", "org.example.role"])
+                ).ok.body.json
+                #expect(listed.map(\.id) == [id])
+                let summary = try #require(listed.first)
+                #expect(summary.name == name && summary.image == Self.image)
+                #expect(summary.state.running)
+                #expect(summary.labels.additionalProperties["org.example.role"] == "web")
+                #expect(abs(summary.created.timeIntervalSince(container.created)) < 1)
+                let wrongValue = try await ociman.listContainers(
+                    query: .init(label: ["\(fixture.labelKey)=\(fixture.runID)", "org.example.role=db"])
+                ).ok.body.json
+                #expect(wrongValue.isEmpty)
 
-                let byName = try await client.get("/containers/\(name)")
-                #expect(byName.status == 200)
-                #expect(try byName.object()["id"] as? String == id)
-                #expect(try await client.get("/containers/\(id.prefix(12))").object()["name"] as? String == name)
+                #expect(try await ociman.inspectContainer(path: .init(id: name)).ok.body.json.id == id)
+                #expect(try await ociman.inspectContainer(path: .init(id: String(id.prefix(12)))).ok.body.json.name == name)
 
-                let commit = try await client.post("/containers/\(name)/commit", json: ["reference": snapshot])
-                #expect(commit.status == 201, "\(commit.text)")
-                #expect(try commit.object()["reference"] as? String == snapshot)
-                #expect((try commit.object()["image_id"] as? String)?.hasPrefix("sha256:") == true)
+                let commit = try await ociman.commitContainer(path: .init(id: name), body: .json(.init(reference: snapshot)))
+                let committed = try commit.created.body.json
+                #expect(committed.reference == snapshot)
+                #expect(committed.imageId.hasPrefix("sha256:"))
                 // The container's labels carry over to the image.
                 let image = try await fixture.client.send(EngineRequest(.GET, "/images/\(EngineRequest.escape(snapshot))/json"))
                 let imageLabels = try JSONSerialization.jsonObject(with: Data(image.body)) as? [String: Any]
@@ -81,27 +81,25 @@ struct ContainerLifecycleTests {
                 // The expiry is the original container's, not the snapshot's: blanked in the image.
                 #expect(imageConfigLabels?["ociman.expires-at"] == "")
 
-                let fromSnapshot = try await client.post(
-                    "/containers",
-                    json: [
-                        "image": snapshot, "labels": fixture.labels, "command": ["cat", "/data"], "pull_policy": "never",
-                        "wait": ["timeout_seconds": 60, "log": ["pattern": "^hi$"]],
-                    ])
-                #expect(fromSnapshot.status == 201, "\(fromSnapshot.text)")
-                let snapshotLabels = try fromSnapshot.object()["labels"] as? [String: String]
-                #expect(snapshotLabels?["org.example.role"] == "web", "inherited from the image")
-                #expect(snapshotLabels?["ociman.expires-at"] == "", "no inherited expiry")
+                let fromSnapshot = try await ociman.runContainer(
+                    body: .json(
+                        .init(
+                            image: snapshot, command: ["cat", "/data"], labels: .init(additionalProperties: fixture.labels),
+                            pullPolicy: .never, wait: .init(timeoutSeconds: 60, log: .init(pattern: "^hi$")))))
+                let snapshotLabels = try fromSnapshot.created.body.json.labels.additionalProperties
+                #expect(snapshotLabels["org.example.role"] == "web", "inherited from the image")
+                #expect(snapshotLabels["ociman.expires-at"] == "", "no inherited expiry")
 
-                #expect(try await client.post("/containers/\(name)/stop?timeout=2").status == 204)
-                #expect(try await client.post("/containers/\(name)/stop").status == 204, "already stopped")
-                let stopped = try await client.get("/containers/\(id)").object()
-                #expect((stopped["state"] as? [String: Any])?["running"] as? Bool == false)
-                #expect((stopped["state"] as? [String: Any])?["finished_at"] is String)
-                #expect(try await client.delete("/containers/\(name)").status == 204)
-                let gone = try await client.get("/containers/\(id)")
-                #expect(gone.status == 404)
-                #expect(gone.header("Content-Type") == "application/problem+json")
-                #expect(try await client.delete("/containers/\(id)").status == 404)
+                _ = try await ociman.stopContainer(path: .init(id: name), query: .init(timeout: 2)).noContent
+                _ = try await ociman.stopContainer(path: .init(id: name)).noContent  // already stopped
+                let stopped = try await ociman.inspectContainer(path: .init(id: id)).ok.body.json
+                #expect(!stopped.state.running)
+                #expect(stopped.state.finishedAt != nil)
+                _ = try await ociman.removeContainer(path: .init(id: name)).noContent
+                let gone = try await ociman.inspectContainer(path: .init(id: id))
+                guard case .notFound(let notFound) = gone else { throw TestSupportError("inspect after remove: \(gone)") }
+                #expect(try notFound.body.applicationProblemJson.status == 404)
+                _ = try await ociman.removeContainer(path: .init(id: id)).notFound
             }
         }
     }

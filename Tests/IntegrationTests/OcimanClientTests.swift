@@ -19,7 +19,7 @@ struct OcimanClientTests {
         try await fixture.withCleanup(images: [tag, tarTag, extraTag]) {
             let server = try await OcimandProcess.start(engine: engine)
             defer { server.stop() }
-            let ociman = Client(host: .tcp(host: server.host, port: server.port))
+            let ociman = server.swiftClient
 
             let session = try await ociman.createSession(body: .json(.init(leaseSeconds: 300))).created.body.json
             #expect(session.expiresAt > Date().addingTimeInterval(240) && session.expiresAt < Date().addingTimeInterval(360))
@@ -118,7 +118,7 @@ struct OcimanClientTests {
         try await fixture.withCleanup {
             let server = try await OcimandProcess.start(engine: engine)
             defer { server.stop() }
-            let ociman = Client(host: .tcp(host: server.host, port: server.port))
+            let ociman = server.swiftClient
             let container = try await ociman.runContainer(
                 body: .json(
                     .init(
