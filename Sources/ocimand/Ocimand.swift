@@ -101,10 +101,12 @@ struct Ocimand: AsyncParsableCommand {
         let sessions: SessionStore
         let execLedger: ProcessLedger
         let buildLedger: ProcessLedger
+        let poolStore: PoolStore
         do {
             sessions = try SessionStore(directory: settings.stateDirectory)
             execLedger = try ProcessLedger(directory: settings.stateDirectory + "/execs")
             buildLedger = try ProcessLedger(directory: settings.stateDirectory + "/builds")
+            poolStore = try PoolStore(directory: settings.stateDirectory)
         } catch {
             throw Failure("cannot use the state directory \(settings.stateDirectory): \(error)")
         }
@@ -122,6 +124,7 @@ struct Ocimand: AsyncParsableCommand {
             contextRoots: settings.contextRoots,
             sessions: sessions,
             execLedger: execLedger,
+            pools: poolStore,
             logger: logger
         )
         do {
@@ -133,6 +136,8 @@ struct Ocimand: AsyncParsableCommand {
         await runtime.endLeftoverExecs()
         let reaper = Reaper(runtime: runtime, interval: .seconds(settings.reapIntervalSeconds), logger: logger)
         reaper.start()
+        let pools = PoolManager(runtime: runtime, store: poolStore, logger: logger)
+        await pools.start()
 
         var configuration = MHDServerConfiguration(listen: settings.listen) { status, detail in
             (ProblemDocument.contentType, ProblemDocument.render(status: status, detail: detail))
@@ -156,7 +161,7 @@ struct Ocimand: AsyncParsableCommand {
             return request.headerFields[.contentType]?.hasPrefix("application/x-tar") == true ? tarLimit : jsonLimit
         }
         let server = MHDServer(configuration: configuration)
-        let handler = APIHandler(runtime: runtime, logger: logger)
+        let handler = APIHandler(runtime: runtime, pools: pools, logger: logger)
         try handler.registerHandlers(
             on: server,
             configuration: .init(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
@@ -187,7 +192,10 @@ struct Ocimand: AsyncParsableCommand {
             if let pid = podmanService?.pid { kill(pid, SIGKILL) }
         }
         // The reaper serves no client: it stops while requests get their grace.
-        let reaperStopped = ShutdownDeadline.start { await reaper.stop() }
+        let reaperStopped = ShutdownDeadline.start {
+            await reaper.stop()
+            await pools.stop()
+        }
         await server.shutdown(gracePeriod: grace)
         // Execs still running have lost their readers; ending them gets what is left of the grace,
         // and at least a moment when requests used all of it.
