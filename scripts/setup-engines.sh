@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Machine set-up for ociman: Debian packages, Podman config, dockerd, the Podman API
-# service and the base image localhost/busybox:test in both engines.
+# service, the base image localhost/busybox:test and the PostgreSQL image localhost/ociman-postgres:15
+# (scripts/setup/postgres-image.sh) in both engines.
 #
 # Idempotent and fast when everything is already up (a few dpkg/curl calls).
 #
@@ -44,7 +45,7 @@ done
 BUILD_PKGS=(libmicrohttpd-dev libssl-dev pkg-config)
 ENGINE_PKGS=(docker.io podman runc busybox-static iptables uidmap)
 # python3-yaml: the integration tests read openapi.yaml through it (IntegerBoundsTests).
-TOOL_PKGS=(nginx-light wrk curl jq python3-venv python3-yaml openssl tar)
+TOOL_PKGS=(nginx-light wrk curl jq python3-venv python3-yaml openssl tar debootstrap postgresql-client)
 PODMAN_PKGS=(podman runc uidmap)
 
 DOCKER_SOCK=/var/run/docker.sock
@@ -56,6 +57,9 @@ CONTAINERS_CONF=/etc/containers/containers.conf
 IMAGE_REPO=localhost/busybox
 IMAGE_TAG=test
 IMAGE="$IMAGE_REPO:$IMAGE_TAG"
+
+# shellcheck source=setup/postgres-image.sh
+. "$(dirname "$0")/setup/postgres-image.sh"
 
 T0=$(date +%s%N)
 ROOTFS_DIR=""
@@ -306,10 +310,10 @@ ensure_podman_service() {
 }
 
 # ---------------------------------------------------------------- base image
-image_present() {   # image_present SOCKET
+image_present() {   # image_present SOCKET REFERENCE
     local code
     code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --unix-socket "$1" \
-        "http://localhost/v1.41/images/$IMAGE_REPO:$IMAGE_TAG/json" 2>/dev/null || true)
+        "http://localhost/v1.41/images/$2/json" 2>/dev/null || true)
     [ "$code" = 200 ]
 }
 
@@ -340,28 +344,29 @@ EOF
     ROOTFS_DIR="$dir"
 }
 
-import_image() {    # import_image SOCKET NAME
-    local sock=$1 name=$2 out code url
-    build_rootfs_tar
-    # The default command makes `run IMAGE` without arguments start a shell.
-    local changes='changes=CMD%20%5B%22sh%22%5D'
-    if [ "$name" = podman ]; then
+# import_rootfs SOCKET ENGINE TAR REFERENCE [CHANGE...]: imports a root filesystem tar as an image;
+# each CHANGE is a Dockerfile instruction (CMD, ENV, USER, ...) applied to the image's config.
+import_rootfs() {
+    local sock=$1 engine=$2 tar=$3 ref=$4 change query="" out code url
+    shift 4
+    for change in "$@"; do query+="&changes=$(jq -rn --arg c "$change" '$c|@uri')"; done
+    if [ "$engine" = podman ]; then
         # Podman 4.3's compat /images/create?fromSrc=- ignores `tag` (it imports as
         # localhost/busybox:latest), so use libpod's import, which takes a full reference.
-        url="http://localhost/v4.0.0/libpod/images/import?reference=$IMAGE_REPO:$IMAGE_TAG&$changes"
+        url="http://localhost/v4.0.0/libpod/images/import?reference=$ref$query"
     else
-        url="http://localhost/v1.41/images/create?fromSrc=-&repo=$IMAGE_REPO&tag=$IMAGE_TAG&$changes"
+        url="http://localhost/v1.41/images/create?fromSrc=-&repo=${ref%:*}&tag=${ref##*:}$query"
     fi
     out=$(mktemp)
-    code=$(curl -s -o "$out" -w '%{http_code}' --max-time 120 --unix-socket "$sock" \
-        -H 'Content-Type: application/x-tar' --data-binary "@$ROOTFS_TAR" "$url" || true)
+    code=$(curl -s -o "$out" -w '%{http_code}' --max-time 600 --unix-socket "$sock" \
+        -H 'Content-Type: application/x-tar' --data-binary "@$tar" "$url" || true)
     if [ "$code" != 200 ] || grep -q '"error' "$out"; then
-        echo "setup-engines: ERROR: importing $IMAGE into $name failed (HTTP $code):" >&2
+        echo "setup-engines: ERROR: importing $ref into $engine failed (HTTP $code):" >&2
         cat "$out" >&2; rm -f "$out"
         exit 1
     fi
     rm -f "$out"
-    image_present "$sock" || die "$IMAGE not listed by $name after import"
+    image_present "$sock" "$ref" || die "$ref not listed by $engine after import"
 }
 
 verify_run() {      # verify_run CLI NAME
@@ -375,9 +380,11 @@ verify_run() {      # verify_run CLI NAME
 }
 
 ensure_image() {    # ensure_image SOCKET NAME CLI
-    image_present "$1" && return 0
+    image_present "$1" "$IMAGE" && return 0
     log "importing $IMAGE into $2"
-    import_image "$1" "$2"
+    build_rootfs_tar
+    # The default command makes `run IMAGE` without arguments start a shell.
+    import_rootfs "$1" "$2" "$ROOTFS_TAR" "$IMAGE" 'CMD ["sh"]'
     verify_run "$3" "$2"
     ACTIONS+=("imported $IMAGE into $2")
 }
@@ -403,12 +410,14 @@ full)
     ensure_podman_service
     ensure_image "$DOCKER_SOCK" docker docker
     ensure_image "$PODMAN_SOCK" podman podman
+    ensure_postgres_image "$DOCKER_SOCK" docker
+    ensure_postgres_image "$PODMAN_SOCK" podman
     ;;
 esac
 
 if [ "${#ACTIONS[@]}" = 0 ]; then
     case "$MODE" in
-    full) echo "setup-engines: all up (dockerd $DOCKER_SOCK, podman $PODMAN_SOCK, $IMAGE in both), nothing to do ($(elapsed) ms)" ;;
+    full) echo "setup-engines: all up (dockerd $DOCKER_SOCK, podman $PODMAN_SOCK, $IMAGE and $PG_IMAGE in both), nothing to do ($(elapsed) ms)" ;;
     *)    echo "setup-engines ($MODE): all present, nothing to do ($(elapsed) ms)" ;;
     esac
 else

@@ -4,7 +4,7 @@ import OpenAPIRuntime
 /// Requires `Authorization: Bearer <token>` on every operation but the liveness probe; registered
 /// only when a token is configured (`OCIMAN_TOKEN`, `--token-file`).
 ///
-/// Goes after `ObservabilityMiddleware` (so refusals are logged and counted) and before
+/// Goes after the request-id, access-log and metrics middlewares (so refusals are logged and counted) and before
 /// `ProblemMiddleware`: it answers 401 itself, as a problem document, without calling on, so no
 /// handler runs and no body is decoded for a client without the token.
 public struct SecurityMiddleware: ServerMiddleware {

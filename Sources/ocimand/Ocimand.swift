@@ -163,10 +163,13 @@ struct Ocimand: AsyncParsableCommand {
         let server = MHDServer(configuration: configuration)
         let handler = APIHandler(runtime: runtime, pools: pools, logger: logger)
         try handler.registerHandlers(
-            on: server,
+            on: RouteTemplateTransport(server),
             configuration: .init(jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
-            // Observability first so it logs the 401s; the token check before any handler or body decoding.
-            middlewares: [ObservabilityMiddleware(logger: logger, metricsFactory: metrics)]
+            // Request id, log and metrics first so they see the 401s; the token check before any
+            // handler or body decoding.
+            middlewares: [
+                RequestIDMiddleware(), AccessLogMiddleware(logger: logger), HTTPMetricsMiddleware(metricsFactory: metrics),
+            ]
                 + (settings.token.map { [SecurityMiddleware(token: $0)] } ?? [])
                 + [ProblemMiddleware(), PathParameterMiddleware(), ExecStdinMiddleware(memberLimit: Int(jsonLimit)), NullMemberMiddleware()]
         )

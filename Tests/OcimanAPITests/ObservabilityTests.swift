@@ -5,7 +5,10 @@ import OpenAPIRuntime
 import Synchronization
 import Testing
 
+import InMemoryEngine
+
 @testable import OcimanAPI
+@testable import OcimanCore
 
 @Suite struct JSONLogHandlerTests {
     /// Collects what the handler writes instead of writing to stderr.
@@ -115,36 +118,50 @@ import Testing
 }
 
 @Suite struct RouteTemplateTests {
-    @Test func everyOperationOfTheContractHasItsTemplate() {
-        let routes = RouteTemplates.byOperationID(contract: embeddedOpenAPIDocument)
-        let operationCount = embeddedOpenAPIDocument.components(separatedBy: "operationId:").count - 1
-        #expect(routes.count == operationCount)
-        #expect(routes["getHealth"] == "/health")
-        #expect(routes["getMetrics"] == "/metrics")
-        #expect(routes["runContainer"] == "/containers")
-        #expect(routes["inspectContainer"] == "/containers/{id}")
-        #expect(routes["execInContainer"] == "/containers/{id}/exec")
-        #expect(routes["checkImage"] == "/images/{reference}")
-        #expect(routes["tagImage"] == "/images/{reference}/tag")
-        #expect(routes["buildImage"] == "/images/build")
+    /// Captures what the generated code registers, as a transport does.
+    final class RecordingTransport: ServerTransport, Sendable {
+        typealias Handler = @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
+        let routes = Mutex<[String: Handler]>([:])
+        func register(_ handler: @escaping Handler, method: HTTPRequest.Method, path: String) throws {
+            routes.withLock { $0["\(method.rawValue) \(path)"] = handler }
+        }
     }
 
-    @Test func readsQuotedKeys() {
-        let contract = """
-            openapi: 3.1.0
-            paths:
-              '/a/{b}':
-                get:
-                  operationId: 'getA'
-              "/c":
-                post:
-                  operationId: postC
-            components:
-              schemas:
-                X:
-                  operationId: notAnOperation
-            """
-        #expect(RouteTemplates.byOperationID(contract: contract) == ["getA": "/a/{b}", "postC": "/c"])
+    /// Records the template each operation runs under, and answers without running the handler.
+    final class TemplateProbe: ServerMiddleware, Sendable {
+        let seen = Mutex<[String: String]>([:])
+        func intercept(
+            _ request: HTTPRequest, body: HTTPBody?, metadata: ServerRequestMetadata, operationID: String,
+            next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?)
+        ) async throws -> (HTTPResponse, HTTPBody?) {
+            seen.withLock { $0[operationID] = MatchedRoute.template }
+            return (HTTPResponse(status: .noContent), nil)
+        }
+    }
+
+    @Test func everyOperationRunsUnderTheTemplateItWasRegisteredWith() async throws {
+        let recorder = RecordingTransport()
+        let seen = TemplateProbe()
+        let quiet = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        try APIHandler(runtime: Runtime(engine: InMemoryEngine(), logger: quiet), logger: quiet)
+            .registerHandlers(on: RouteTemplateTransport(recorder), middlewares: [seen])
+        let routes = recorder.routes.withLock { $0 }
+        let operationCount = embeddedOpenAPIDocument.components(separatedBy: "operationId:").count - 1
+        #expect(routes.count == operationCount)
+        for (_, handler) in routes {
+            _ = try await handler(HTTPRequest(method: .get, scheme: nil, authority: nil, path: "/"), nil, .init())
+        }
+        let templates = seen.seen.withLock { $0 }
+        #expect(templates.count == operationCount)
+        #expect(templates["getHealth"] == "/health")
+        #expect(templates["inspectContainer"] == "/containers/{id}")
+        #expect(templates["checkImage"] == "/images/{reference}")
+        #expect(templates["tagImage"] == "/images/{reference}/tag")
+        #expect(templates["buildImage"] == "/images/build")
+        // Every template is one the contract names.
+        for template in templates.values {
+            #expect(embeddedOpenAPIDocument.contains("\n  \(template):"))
+        }
     }
 }
 
@@ -157,14 +174,18 @@ import Testing
     }
 
     func call(
-        _ middleware: ObservabilityMiddleware, _ operationID: String, _ next: @escaping Next,
+        _ middleware: some ServerMiddleware, _ route: String, _ next: @escaping Next,
         headers: HTTPFields = [:], method: HTTPRequest.Method = .get
     ) async throws -> (HTTPResponse, HTTPBody?) {
         var request = HTTPRequest(method: method, scheme: nil, authority: nil, path: "/whatever")
         request.headerFields = headers
-        return try await middleware.intercept(
-            request, body: nil, metadata: .init(), operationID: operationID, next: next)
+        return try await MatchedRoute.$template.withValue(route) {
+            try await middleware.intercept(
+                request, body: nil, metadata: .init(), operationID: Self.operationIDs[route] ?? route, next: next)
+        }
     }
+
+    static let operationIDs = ["/metrics": "getMetrics"]
 
     /// The sample value of the series whose line starts with `series` (name plus labels).
     func sample(_ exposition: String, _ series: String) -> Double? {
@@ -176,9 +197,9 @@ import Testing
 
     @Test func countsRequestsPerRouteAndStatus() async throws {
         let exporter = MetricsExporter()
-        let middleware = ObservabilityMiddleware(logger: Self.quiet, metricsFactory: exporter)
-        for _ in 0..<2 { _ = try await call(middleware, "getHealth", Self.answer(.ok)) }
-        _ = try await call(middleware, "inspectContainer", Self.answer(.notFound))
+        let middleware = HTTPMetricsMiddleware(metricsFactory: exporter)
+        for _ in 0..<2 { _ = try await call(middleware, "/health", Self.answer(.ok)) }
+        _ = try await call(middleware, "/containers/{id}", Self.answer(.notFound))
         let text = String(decoding: exporter.render(), as: UTF8.self)
 
         #expect(text.contains("# TYPE ociman_http_requests_total counter"))
@@ -195,35 +216,35 @@ import Testing
     }
 
     @Test func echoesOrAssignsTheRequestID() async throws {
-        let middleware = ObservabilityMiddleware(logger: Self.quiet, metricsFactory: MetricsExporter())
+        let middleware = RequestIDMiddleware()
         let seen = Mutex<String?>(nil)
         let next: Next = { _, _, _ in
             seen.withLock { $0 = RequestID.current }
             return (HTTPResponse(status: .ok), nil)
         }
-        let (echoed, _) = try await call(middleware, "getHealth", next, headers: [.requestID: "client-42"])
+        let (echoed, _) = try await call(middleware, "/health", next, headers: [.requestID: "client-42"])
         #expect(echoed.headerFields[.requestID] == "client-42")
         #expect(seen.withLock { $0 } == "client-42")
 
-        let (replaced, _) = try await call(middleware, "getHealth", next, headers: [.requestID: "bad id\u{7}"])
+        let (replaced, _) = try await call(middleware, "/health", next, headers: [.requestID: "bad id\u{7}"])
         let assigned = try #require(replaced.headerFields[.requestID])
         #expect(assigned != "bad id\u{7}" && RequestID.isValid(assigned))
     }
 
     @Test func metricsAnswerCarriesThePrometheusContentType() async throws {
-        let middleware = ObservabilityMiddleware(logger: Self.quiet, metricsFactory: MetricsExporter())
-        let (response, _) = try await call(middleware, "getMetrics", Self.answer(.ok, "x 1\n"))
+        let middleware = HTTPMetricsMiddleware(metricsFactory: MetricsExporter())
+        let (response, _) = try await call(middleware, "/metrics", Self.answer(.ok, "x 1\n"))
         #expect(response.headerFields[.contentType] == "text/plain; version=0.0.4; charset=utf-8")
     }
 
     @Test func streamsCountAsInFlightUntilTheirBodyEnds() async throws {
         let exporter = MetricsExporter()
-        let middleware = ObservabilityMiddleware(logger: Self.quiet, metricsFactory: exporter)
+        let middleware = HTTPMetricsMiddleware(metricsFactory: exporter)
         let (chunks, continuation) = AsyncStream.makeStream(of: ArraySlice<UInt8>.self)
         let next: Next = { _, _, _ in
             (HTTPResponse(status: .ok), HTTPBody(chunks, length: .unknown, iterationBehavior: .single))
         }
-        let (_, body) = try await call(middleware, "buildImage", next, method: .post)
+        let (_, body) = try await call(middleware, "/images/build", next, method: .post)
         let streamed = try #require(body)
         func gauges() -> (Double?, Double?) {
             let text = String(decoding: exporter.render(), as: UTF8.self)
@@ -243,14 +264,14 @@ import Testing
 
     @Test func abandonedStreamsAreReleased() async throws {
         let exporter = MetricsExporter()
-        let middleware = ObservabilityMiddleware(logger: Self.quiet, metricsFactory: exporter)
+        let middleware = HTTPMetricsMiddleware(metricsFactory: exporter)
         let (chunks, continuation) = AsyncStream.makeStream(of: ArraySlice<UInt8>.self)
         defer { continuation.finish() }
         let next: Next = { _, _, _ in
             (HTTPResponse(status: .ok), HTTPBody(chunks, length: .unknown, iterationBehavior: .single))
         }
         // The transport drops the body when the client goes away, without reading it to the end.
-        _ = try await call(middleware, "getContainerLogs", next)
+        _ = try await call(middleware, "/containers/{id}/logs", next)
         let text = String(decoding: exporter.render(), as: UTF8.self)
         #expect(sample(text, #"ociman_http_requests_in_flight{route="/containers/{id}/logs"}"#) == 0)
         #expect(sample(text, #"ociman_http_response_streams_open{route="/containers/{id}/logs"}"#) == 0)
