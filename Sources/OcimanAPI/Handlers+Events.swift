@@ -13,7 +13,7 @@ extension APIHandler {
         if wantsHeartbeatOnly {
             throw OcimanError.invalid(field: "type", message: "type=heartbeat alone matches no event")
         }
-        let events = try await runtime.events(filter, heartbeat: .seconds(query.heartbeatSeconds ?? 10))
+        let events = try await runtime.events(filter, heartbeatSeconds: query.heartbeatSeconds ?? 10)
         return .ok(.init(body: .applicationXNdjson(NDJSONStream.body(events, EventLines()))))
     }
 }

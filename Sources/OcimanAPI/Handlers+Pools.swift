@@ -22,6 +22,7 @@ extension APIHandler {
     public func claimFromPool(_ input: Operations.ClaimFromPool.Input) async throws -> Operations.ClaimFromPool.Output {
         var request: Components.Schemas.PoolClaim?
         if case .json(let body) = input.body { request = body }
+        try OcimanError.checkBounds(request?.timeoutSeconds, IntegerBounds.claimTimeoutSeconds, field: "timeout_seconds")
         let options = PoolClaimOptions(
             name: request?.name, session: request?.session, ttlSeconds: request?.ttlSeconds,
             timeout: .seconds(request?.timeoutSeconds ?? 30))
@@ -41,5 +42,14 @@ extension Components.Schemas.Pool {
         self.init(
             name: status.name, key: status.key, size: status.spec.size, max: status.spec.max, ready: status.ready,
             booting: status.booting, claimed: status.claimed)
+    }
+}
+
+extension APIHandler {
+    public func releasePoolMember(_ input: Operations.ReleasePoolMember.Input) async throws
+        -> Operations.ReleasePoolMember.Output
+    {
+        try await pools.release(input.path.name, member: input.path.id)
+        return .accepted(.init())
     }
 }

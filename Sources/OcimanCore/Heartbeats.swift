@@ -59,14 +59,16 @@ private final class Mailbox<Value: Sendable>: Sendable {
     private enum State {
         case empty
         case delivered(Value)
-        case waiting(CheckedContinuation<Value?, Never>)
+        case waiting(CheckedContinuation<Value?, Never>, take: Int)
     }
 
     private let state = Mutex(State.empty)
+    /// Numbers each `take`, so a late timer gives up only the wait it was started for.
+    private let takes = Atomic<Int>(0)
 
     func deliver(_ value: Value) {
         let waiter = state.withLock { state -> CheckedContinuation<Value?, Never>? in
-            if case .waiting(let continuation) = state {
+            if case .waiting(let continuation, _) = state {
                 state = .empty
                 return continuation
             }
@@ -78,9 +80,10 @@ private final class Mailbox<Value: Sendable>: Sendable {
 
     /// The delivered value, or nil when none comes within `timeout` (or the caller is cancelled).
     func take(within timeout: Duration) async -> Value? {
+        let take = takes.add(1, ordering: .relaxed).newValue
         let timer = Task { [self] in
-            try? await Task.sleep(for: timeout)
-            giveUp()
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            giveUp(take)
         }
         defer { timer.cancel() }
         return await withTaskCancellationHandler {
@@ -90,19 +93,19 @@ private final class Mailbox<Value: Sendable>: Sendable {
                         state = .empty
                         return .some(value)
                     }
-                    state = .waiting(continuation)
+                    state = .waiting(continuation, take: take)
                     return .none
                 }
                 if case .some(let value) = ready { continuation.resume(returning: value) }
             }
         } onCancel: {
-            giveUp()
+            giveUp(take)
         }
     }
 
-    private func giveUp() {
+    private func giveUp(_ take: Int) {
         let waiter = state.withLock { state -> CheckedContinuation<Value?, Never>? in
-            guard case .waiting(let continuation) = state else { return nil }
+            guard case .waiting(let continuation, take) = state else { return nil }
             state = .empty
             return continuation
         }

@@ -106,6 +106,25 @@ struct PoolTests {
         }
     }
 
+    @Test("a released member is removed in the background; a second release is a 404", arguments: TestEngines.available)
+    func releaseRemovesMember(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let pool = "p\(fixture.runID)"
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine) { _, client in
+                try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1))
+                let claim = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+                let id = try #require(try claim.object()["id"] as? String)
+                #expect(try await client.delete("/pools/\(pool)/members/\(id)").status == 202)
+                try await fixture.waitUntilGone(id, within: .seconds(10))
+                #expect(try await client.delete("/pools/\(pool)/members/\(id)").status == 404)
+                let unclaimed = try await fixture.startBusybox(["sleep", "60"])
+                #expect(try await client.delete("/pools/\(pool)/members/\(unclaimed)").status == 404)
+                #expect(try await client.delete("/pools/\(pool)").status == 204)
+            }
+        }
+    }
+
     @Test("identical specifications share a key; a changed one drains the old members", arguments: TestEngines.available)
     func keysAndDrain(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)

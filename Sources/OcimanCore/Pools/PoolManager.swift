@@ -35,6 +35,10 @@ public actor PoolManager {
 
     private var pools: [String: Live] = [:]
     private var watcher: Task<Void, Never>?
+    /// Released members waiting for removal, and how many removals run.
+    private var releases: [String] = []
+    private var releasing = 0
+    private static let releaseParallelism = 4
 
     public init(runtime: Runtime, store: PoolStore, logger: Logger) {
         self.runtime = runtime
@@ -141,6 +145,7 @@ public actor PoolManager {
     /// Hands out a ready member that was never handed out, or waits for one to boot.
     public func claim(_ name: String, _ options: PoolClaimOptions) async throws(OcimanError) -> ClaimOutcome {
         guard pools[name] != nil else { throw Self.unknown(name) }
+        try OcimanError.checkBounds(options.ttlSeconds, IntegerBounds.ttlSeconds, field: "ttl_seconds")
         if let session = options.session { try runtime.sessions.requireActive(session) }
         if let member = options.name { try Self.checked { () throws(ValidationError) in try Validation.containerName(member) } }
         let started = ContinuousClock.now
@@ -162,6 +167,40 @@ public actor PoolManager {
                 .recordNanoseconds((ContinuousClock.now - started).saturatingNanoseconds)
             return .claimed(try await handOut(container, of: name, options))
         }
+    }
+
+    /// Ends the claim on `id` (a member claimed from `name`) and removes it in the background.
+    /// The claim's expiry is written first, so the reaper finishes the removal if ocimand
+    /// stops before it does.
+    public func release(_ name: String, member id: String) throws(OcimanError) {
+        let claims = store.snapshot.claims
+        guard let (fullID, claim) = claims.first(where: { $0.key == id || ($0.key.hasPrefix(id) && id.count >= 12) }),
+            claim.pool == name, claim.released != true
+        else { throw .notFound("no member \(id) claimed from pool \(name)") }
+        var expired = claim
+        expired.expiresAt = Int64(Date().timeIntervalSince1970)
+        expired.released = true
+        if let error = store.update({ $0.claims[fullID] = expired }) {
+            logger.warning("cannot write the pool state", metadata: ["error": "\(error)"])
+        }
+        releases.append(fullID)
+        drainReleases()
+    }
+
+    private func drainReleases() {
+        while releasing < Self.releaseParallelism, !releases.isEmpty {
+            let id = releases.removeFirst()
+            releasing += 1
+            Task {
+                await runtime.removeQuietly(id)
+                self.releaseEnded()
+            }
+        }
+    }
+
+    private func releaseEnded() {
+        releasing -= 1
+        drainReleases()
     }
 
     // MARK: Claims
@@ -202,7 +241,7 @@ public actor PoolManager {
     {
         let expiresAt = options.ttlSeconds.map { Int64(Date().timeIntervalSince1970) + Int64($0) }
         pools[name]?.claimed += 1
-        persist(name, claim: (container.id, PoolStore.Claim(session: options.session, expiresAt: expiresAt)))
+        persist(name, claim: (container.id, PoolStore.Claim(pool: name, session: options.session, expiresAt: expiresAt)))
         Counter(label: "ociman_pool_claims_total", dimensions: [("pool", name)]).increment()
         var claimed = container
         if let newName = options.name {
@@ -358,6 +397,9 @@ public actor PoolManager {
 
     /// Members are the pool's until claimed: no name, session, time-to-live or auto-remove.
     static func validate(_ name: String, _ spec: PoolSpec, sessions: SessionStore) throws(OcimanError) {
+        try OcimanError.checkBounds(spec.size, IntegerBounds.poolSize, field: "size")
+        try OcimanError.checkBounds(spec.max, IntegerBounds.poolMax, field: "max")
+        try OcimanError.checkBounds(spec.bootConcurrency, IntegerBounds.poolBootConcurrency, field: "boot_concurrency")
         try checked { () throws(ValidationError) in try Validation.runSpec(spec.run) }
         let refused: [(String, Bool)] = [
             ("run.name", spec.run.name != nil), ("run.session", spec.run.session != nil),

@@ -14,9 +14,13 @@ public final class PoolStore: Sendable {
     }
 
     public struct Claim: Codable, Equatable, Sendable {
+        /// The pool the member was claimed from.
+        var pool: String?
         var session: String?
         /// Unix seconds.
         var expiresAt: Int64?
+        /// Given back (`DELETE /pools/{name}/members/{id}`): being removed.
+        var released: Bool?
     }
 
     struct State: Codable, Equatable {
