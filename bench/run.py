@@ -946,7 +946,6 @@ def section_pools(ctx):
         name = f"bench-{kind}-{os.getpid()}"
         created: list[str] = []
         try:
-            require_route(c.json("GET", f"/pools/{name}"), "GET /pools/{name}")
             # Cold: the same run specification and wait, through POST /containers.
             ready_ms, total_ms = [], []
             for _ in range(cold_n):
@@ -1037,7 +1036,7 @@ def section_readiness(ctx):
                     publish=[{"container_port": 8080, "host_ip": "127.0.0.1"}],
                     wait={"timeout_seconds": 10, "tcp_port": 8080}),
         "exec": dict(base, command=["sh", "-c", exec_cmd],
-                     wait={"timeout_seconds": 10, "exec": ["test", "-f", "/tmp/ready"]}),
+                     wait={"timeout_seconds": 10, "exec": {"command": ["test", "-f", "/tmp/ready"]}}),
     }
     for kind in ctx.require_engines():
         o = ctx.ociman(kind)
