@@ -106,12 +106,17 @@ struct Ocimand: AsyncParsableCommand {
             sessions = try SessionStore(directory: settings.stateDirectory)
             execLedger = try ProcessLedger(directory: settings.stateDirectory + "/execs")
             buildLedger = try ProcessLedger(directory: settings.stateDirectory + "/builds")
-            poolStore = try PoolStore(directory: settings.stateDirectory)
         } catch {
             throw Failure("cannot use the state directory \(settings.stateDirectory): \(error)")
         }
 
         let (selection, podmanService) = try await Self.selectBackend(settings: settings, environment: environment, logger: logger)
+        do {
+            poolStore = try PoolStore(directory: settings.stateDirectory, engine: selection.kind)
+        } catch {
+            podmanService?.stop()
+            throw Failure("cannot use the state directory \(settings.stateDirectory): \(error)")
+        }
         let socketPath: String
         switch selection.endpoint {
         case .socket(let path): socketPath = path

@@ -9,9 +9,10 @@ struct PoolTests {
     @Test("50 concurrent claims on a pool of 10 get 50 distinct running containers", arguments: TestEngines.available)
     func concurrentClaimsAreDistinct(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
         let pool = "p\(fixture.runID)"
         try await fixture.withCleanup {
-            try await withOcimand(engine: engine) { _, client in
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
                 try await client.putPool(pool, Self.spec(fixture, size: 10, max: 20, concurrency: 4))
                 try await client.waitForReady(pool, count: 10)
                 let ids = try await withThrowingTaskGroup(of: String.self) { group in
@@ -39,9 +40,10 @@ struct PoolTests {
     @Test("a member that dies while waiting is replaced and never handed out", arguments: TestEngines.available)
     func deadMemberIsReplaced(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
         let pool = "p\(fixture.runID)"
         try await fixture.withCleanup {
-            try await withOcimand(engine: engine) { _, client in
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
                 try await client.putPool(pool, Self.spec(fixture, size: 2, max: 2))
                 try await client.waitForReady(pool, count: 2)
                 let members = try await fixture.poolMembers(pool)
@@ -90,9 +92,10 @@ struct PoolTests {
     @Test("deleting a pool removes every member not handed out, booting ones too", arguments: TestEngines.available)
     func deleteLeavesNothing(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
         let pool = "p\(fixture.runID)"
         try await fixture.withCleanup {
-            try await withOcimand(engine: engine) { _, client in
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
                 try await client.putPool(pool, Self.spec(fixture, size: 4, max: 4))
                 try await client.waitForReady(pool, count: 1)
                 let claim = try await client.post("/pools/\(pool)/claim", json: [:])
@@ -109,9 +112,10 @@ struct PoolTests {
     @Test("a released member is removed in the background; a second release is a 404", arguments: TestEngines.available)
     func releaseRemovesMember(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
         let pool = "p\(fixture.runID)"
         try await fixture.withCleanup {
-            try await withOcimand(engine: engine) { _, client in
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
                 try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1))
                 let claim = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
                 let id = try #require(try claim.object()["id"] as? String)
@@ -128,9 +132,10 @@ struct PoolTests {
     @Test("identical specifications share a key; a changed one drains the old members", arguments: TestEngines.available)
     func keysAndDrain(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
         let pool = "p\(fixture.runID)"
         try await fixture.withCleanup {
-            try await withOcimand(engine: engine) { _, client in
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
                 let key = try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1))
                 #expect(try await client.putPool(pool + "b", Self.spec(fixture, size: 0, max: 1)) == key)
                 #expect(try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1)) == key)
@@ -153,9 +158,10 @@ struct PoolTests {
     @Test("a claim waits for a member to boot, then answers 503 with Retry-After", arguments: TestEngines.available)
     func emptyPoolWaitsThen503(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
         let pool = "p\(fixture.runID)"
         try await fixture.withCleanup {
-            try await withOcimand(engine: engine) { _, client in
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
                 try await client.putPool(pool, Self.spec(fixture, size: 0, max: 1))
                 let booted = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
                 #expect(booted.status == 201, "\(booted.text)")
@@ -205,10 +211,11 @@ struct PoolTests {
     @Test("a pool of a committed seed snapshot hands out already-seeded members", arguments: TestEngines.available)
     func snapshotPool(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
         let pool = "p\(fixture.runID)"
         let snapshot = "localhost/ociman-seed-\(fixture.runID):1"
         try await fixture.withCleanup(images: [snapshot]) {
-            try await withOcimand(engine: engine) { _, client in
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
                 let seed = try await client.post("/containers", json: [
                     "image": TestEngines.baseImage, "command": ["sleep", "3600"], "labels": fixture.labels,
                 ])
@@ -230,7 +237,8 @@ struct PoolTests {
     @Test("bad pool specifications are 400 problems", arguments: TestEngines.available)
     func badSpecs(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
-        try await withOcimand(engine: engine) { _, client in
+        let state = try StateDirectory()
+        try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
             let base = Self.spec(fixture, size: 1, max: 1)
             let run = base["run"] as! [String: Any]
             let bad: [[String: Any]] = [

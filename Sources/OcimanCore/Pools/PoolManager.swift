@@ -1,6 +1,7 @@
 import CoreMetrics
 import Foundation
 import Logging
+import Synchronization
 
 /// Warm pools: keeps each pool's members booted and ready, hands each out once, and boots a
 /// replacement in the background. Engine-neutral: members are run through the runtime like
@@ -80,7 +81,24 @@ public actor PoolManager {
         watcher?.cancel()
         let boots = pools.values.flatMap { $0.booting.values }
         for boot in boots { boot.cancel() }
-        for boot in boots { await boot.value }
+        await Self.awaitBoots(boots)
+    }
+
+    /// Waits for cancelled boots to end, at most `bootCancelGrace`: a boot still in an engine
+    /// call past it removes its own container when it ends (`booted` finds no pool).
+    private static let bootCancelGrace = Duration.seconds(5)
+
+    private static func awaitBoots(_ boots: [Task<Void, Never>]) async {
+        final class Ended: Sendable { let flag = Atomic<Bool>(false) }
+        let ended = Ended()
+        Task {
+            for boot in boots { await boot.value }
+            ended.flag.store(true, ordering: .releasing)
+        }
+        let deadline = ContinuousClock.now + bootCancelGrace
+        while !ended.flag.load(ordering: .acquiring), ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     // MARK: Routes
@@ -122,7 +140,7 @@ public actor PoolManager {
         guard let live = pools.removeValue(forKey: name) else { throw Self.unknown(name) }
         for waiter in live.waiters { waiter.continuation.resume(returning: nil) }
         for boot in live.booting.values { boot.cancel() }
-        for boot in live.booting.values { await boot.value }
+        await Self.awaitBoots(Array(live.booting.values))
         store.update { $0.pools[name] = nil }
         let claims = store.snapshot.claims
         let members: [ContainerSummary]

@@ -1,7 +1,7 @@
 import Foundation
 import Synchronization
 
-/// Pools, their ready members and the claims handed out, kept in `pools.json` in the state
+/// Pools, their ready members and the claims handed out, kept in `pools-<engine>.json` in the state
 /// directory (rewritten atomically on every change) so that they survive a restart. A claimed
 /// container keeps its pool labels; its claim (session, time-to-live) lives here, where the
 /// reaper reads it.
@@ -38,9 +38,11 @@ public final class PoolStore: Sendable {
         state = Mutex(State())
     }
 
-    /// Loads `pools.json` from `directory` (created by the session store) when it exists.
-    public init(directory: String) throws(OcimanError) {
-        let path = directory + "/pools.json"
+    /// Loads `pools-<engine>.json` from `directory` (created by the session store) when it
+    /// exists. One file per engine: ocimands for Docker and Podman may share a state
+    /// directory, and a pool boots its members on the engine it was made on.
+    public init(directory: String, engine: BackendKind) throws(OcimanError) {
+        let path = directory + "/pools-\(engine.rawValue).json"
         stateFile = path
         guard let data = FileManager.default.contents(atPath: path) else {
             state = Mutex(State())
