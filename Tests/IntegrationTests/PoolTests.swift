@@ -243,7 +243,7 @@ struct PoolTests {
             let run = base["run"] as! [String: Any]
             let bad: [[String: Any]] = [
                 base.merging(["size": 3, "max": 2]) { $1 },
-                base.merging(["size": 65]) { $1 },
+                base.merging(["size": 257, "max": 256]) { $1 },
                 base.merging(["run": run.merging(["name": "fixed"]) { $1 }]) { $1 },
                 base.merging(["run": run.merging(["ttl_seconds": 5]) { $1 }]) { $1 },
                 base.merging(["run": run.merging(["image": "UPPER/case"]) { $1 }]) { $1 },

@@ -19,7 +19,7 @@ import Testing
         #expect(
             Set(schemas.keys) == [
                 "runContainer", "execInContainer", "commitContainer", "buildImage", "hashContext", "pullImage",
-                "pushImage", "tagImage", "createSession", "renewSession",
+                "pushImage", "tagImage", "createSession", "renewSession", "putPool", "claimFromPool",
             ])
         guard case .object(let run) = try #require(schemas["runContainer"]) else {
             Issue.record("runContainer is not an object schema")

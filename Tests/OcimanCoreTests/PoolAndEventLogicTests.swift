@@ -82,7 +82,7 @@ struct PoolAndEventLogicTests {
             PoolSpec(run: RunSpec(image: Self.image, name: "fixed"), size: 1),
             PoolSpec(run: RunSpec(image: Self.image, ttlSeconds: 5), size: 1),
             PoolSpec(run: RunSpec(image: Self.image), size: 3, max: 2),
-            PoolSpec(run: RunSpec(image: Self.image), size: 65, max: 100),
+            PoolSpec(run: RunSpec(image: Self.image), size: 257, max: 256),
         ] {
             await #expect(throws: OcimanError.self) { try await pools.put("p", spec) }
         }

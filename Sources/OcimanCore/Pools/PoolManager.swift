@@ -72,6 +72,11 @@ public actor PoolManager {
             persist(name)
             logger.info("pool restored", metadata: ["pool": "\(name)", "ready": "\(ready.count)"])
         }
+        // Claims of containers removed while no ocimand watched (released, reaped) are dropped.
+        if let existing = try? await runtime.engine.listContainers(labels: [ManagedLabels.pool], name: nil) {
+            let ids = Set(existing.map(\.id))
+            store.update { state in state.claims = state.claims.filter { ids.contains($0.key) } }
+        }
         watcher = Task { await self.watchMembers() }
         for name in pools.keys { replenish(name) }
     }
@@ -216,6 +221,8 @@ public actor PoolManager {
         }
     }
 
+    /// The claim stays until the container's `destroy` event (or the next start) drops it: a
+    /// removal that failed is still the reaper's to finish.
     private func releaseEnded() {
         releasing -= 1
         drainReleases()

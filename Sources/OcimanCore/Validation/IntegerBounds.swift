@@ -25,7 +25,7 @@ public enum IntegerBounds {
     /// `GET /events?heartbeat_seconds=`.
     public static let heartbeatSeconds = 1...3_600
     /// A pool's `size`, `max` and `boot_concurrency`.
-    public static let poolSize = 0...64
+    public static let poolSize = 0...256
     public static let poolMax = 1...256
     public static let poolBootConcurrency = 1...16
     /// How long a claim waits for a member.
