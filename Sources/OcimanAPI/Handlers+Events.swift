@@ -75,7 +75,8 @@ struct EventLines: NDJSONTranslator {
         }
     }
 
-    func finish() -> [EventLine] { [] }
+    /// A stream that reached `until` says so, as a log stream does.
+    func finish() -> [EventLine] { [EventLine(type: "end")] }
 
     func error(_ message: String) -> EventLine { EventLine(type: "error", message: message) }
 }

@@ -103,6 +103,16 @@ def _safe_path(case):
             parameters["reference"] = _pick(value, [FIXTURE_IMAGE, FIXTURE_IMAGE, f"{NAMESPACE}:missing"])
 
 
+def _number(value):
+    """A query value as a number (schemathesis may send it as text); None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _safe_query(case):
     query = case.query
     if not isinstance(query, dict):
@@ -115,9 +125,10 @@ def _safe_query(case):
     if path == "/events":
         # The stream ends at `until`: at most a second from now, replaying at most a minute.
         now = time.time()
-        if not isinstance(query.get("until"), (int, float)) or isinstance(query.get("until"), bool) or query["until"] > now + 1:
+        until, since = _number(query.get("until")), _number(query.get("since"))
+        if until is None or until > now + 1:
             query["until"] = round(now + 1, 3)
-        if isinstance(query.get("since"), (int, float)) and not isinstance(query["since"], bool) and query["since"] < now - 60:
+        if since is not None and since < now - 60:
             query["since"] = round(now - 60, 3)
     if path == "/containers/{id}/stop":
         query["timeout"] = _bounded(query.get("timeout", 1), 1)
