@@ -868,6 +868,256 @@ def section_load(ctx):
 
 # ====================================================================== main
 
+# ---------------------------------------------------------------- warm pools, readiness, events
+
+PG_IMAGE = "localhost/ociman-postgres:15"
+PG_READY_LINE = "database system is ready to accept connections"
+
+
+def pg_select_one(port: int, timeout: float = 10.0) -> None:
+    """`select 1` over PostgreSQL's wire protocol (trust auth), the smallest real client."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        params = b"user\0postgres\0database\0postgres\0\0"
+        startup = (196608).to_bytes(4, "big") + params
+        s.sendall((len(startup) + 4).to_bytes(4, "big") + startup)
+        _pg_read_until_ready(s)
+        query = b"select 1\0"
+        s.sendall(b"Q" + (len(query) + 4).to_bytes(4, "big") + query)
+        rows = [m for m in _pg_read_until_ready(s) if m[0] == b"D"]
+        if len(rows) != 1 or not rows[0][1].endswith(b"1"):
+            raise RuntimeError(f"select 1 answered {rows!r}")
+        s.sendall(b"X" + (4).to_bytes(4, "big"))
+    finally:
+        s.close()
+
+
+def _pg_read_until_ready(s) -> list:
+    buf, messages = b"", []
+    while True:
+        while len(buf) >= 5:
+            kind, length = buf[:1], int.from_bytes(buf[1:5], "big")
+            if len(buf) < 1 + length:
+                break
+            body, buf = buf[5:1 + length], buf[1 + length:]
+            if kind == b"E":
+                raise RuntimeError(f"postgres error: {body!r}")
+            if kind == b"R" and int.from_bytes(body[:4], "big") != 0:
+                raise RuntimeError("postgres asked for a password (the image should trust local clients)")
+            messages.append((kind, body))
+            if kind == b"Z":
+                return messages
+        chunk = s.recv(65536)
+        if not chunk:
+            raise RuntimeError("postgres closed the connection")
+        buf += chunk
+
+
+def pg_run_spec() -> dict:
+    return {
+        "image": PG_IMAGE, "labels": BENCH_LABEL,
+        "publish": [{"container_port": 5432, "host_ip": "127.0.0.1"}],
+        "wait": {"timeout_seconds": 60, "tcp_port": 5432, "log": {"pattern": PG_READY_LINE}},
+    }
+
+
+def _host_port(container: dict) -> int:
+    return container["ports"][0]["host_port"]
+
+
+def _wait_pool_ready(c, name: str, count: int, limit: float = 600.0) -> float:
+    t0 = time.monotonic()
+    while True:
+        r = ok200(c.request("GET", f"/pools/{name}"), "GET /pools/{name}")
+        if r.json()["ready"] >= count:
+            return time.monotonic() - t0
+        if time.monotonic() - t0 > limit:
+            raise RuntimeError(f"pool {name} has {r.json()} after {limit:.0f} s")
+        time.sleep(0.2)
+
+
+@section("pools")
+def section_pools(ctx):
+    """warm pools of PostgreSQL 15: claim→select 1 vs cold POST /containers (≥ 50×), 100 claim/query/release vs cold (≥ 20×)."""
+    cold_n, claim_n, loop_n = ctx.args.pool_cold_n, ctx.args.pool_claim_n, ctx.args.pool_iterations
+    for kind in ctx.require_engines():
+        o = ctx.ociman(kind)
+        c = o.client()
+        name = f"bench-{kind}-{os.getpid()}"
+        created: list[str] = []
+        try:
+            # Cold: the same run specification and wait, through POST /containers.
+            ready_ms, total_ms = [], []
+            for _ in range(cold_n):
+                t0 = time.perf_counter()
+                r = ok200(c.json("POST", "/containers", pg_run_spec()), "POST /containers", (201,))
+                created.append(r.json()["id"])
+                pg_select_one(_host_port(r.json()))
+                ready_ms.append((time.perf_counter() - t0) * 1000)
+                ok200(c.request("DELETE", f"/containers/{created[-1]}?force=true"), "DELETE", (204,))
+                created.pop()
+                total_ms.append((time.perf_counter() - t0) * 1000)
+            cold = statistics.median(ready_ms)
+
+            # A suite warms what it will claim; nothing boots while it runs.
+            spec = {"run": pg_run_spec(), "size": claim_n + loop_n, "max": claim_n + loop_n, "boot_concurrency": 4}
+            ok200(c.json("PUT", f"/pools/{name}", spec), "PUT /pools/{name}")
+            warm_s = _wait_pool_ready(c, name, claim_n + loop_n)
+            spec["size"] = 0
+            ok200(c.json("PUT", f"/pools/{name}", spec), "PUT /pools/{name}")
+            time.sleep(2)   # let the last boots' processes settle
+
+            def iteration():
+                r = ok200(c.json("POST", f"/pools/{name}/claim", {}), "claim", (201,))
+                pg_select_one(_host_port(r.json()))
+                return r.json()["id"]
+
+            claim_ms = []
+            for _ in range(claim_n):
+                t0 = time.perf_counter()
+                member = iteration()
+                claim_ms.append((time.perf_counter() - t0) * 1000)
+                ok200(c.request("DELETE", f"/pools/{name}/members/{member}"), "release", (202,))
+            claim = statistics.median(claim_ms)
+            ratio = cold / claim
+            ctx.add("pools", f"claim→select 1 p50 ({kind})", claim, cold, ratio, "≥ 50× faster",
+                    ok=ratio >= 50, unit="ms",
+                    note=f"baseline: cold POST /containers with the same wait → select 1, p50 of {cold_n}; "
+                         f"claim p50 of {claim_n}, p90 {pct(claim_ms, 90):.1f} ms")
+
+            t0 = time.perf_counter()
+            for _ in range(loop_n):
+                member = iteration()
+                ok200(c.request("DELETE", f"/pools/{name}/members/{member}"), "release", (202,))
+            loop_total = (time.perf_counter() - t0) * 1000
+            cold_total = statistics.mean(total_ms) * loop_n
+            ratio = cold_total / loop_total
+            ctx.add("pools", f"{loop_n}× claim/select 1/release total ({kind})", loop_total, cold_total, ratio,
+                    "≥ 20× faster", ok=ratio >= 20, unit="ms",
+                    note=f"baseline: {loop_n} × the mean of {cold_n} cold run/select 1/remove iterations; "
+                         f"the pool was warmed beforehand ({claim_n + loop_n} members in {warm_s:.0f} s) "
+                         f"and booted nothing while measured")
+        finally:
+            c.request("DELETE", f"/pools/{name}")
+            for cid in created:
+                engine_remove(kind, cid)
+            c.close()
+
+
+# The container's own wall-clock time (µs, the host's clock: containers share the kernel's) when it
+# became ready, printed on its ready line: Podman's log timestamps have whole seconds only.
+READY_LINE = ("echo ready $(adjtimex | awk '/tv_sec/ {s = $2} /tv_usec/ {u = $2} "
+              "END {printf \"%d.%06d\", s, u}')")
+
+
+def _readiness_lag_ms(c, run: dict) -> float:
+    """POST /containers with `run`, then: wall time of the 201 minus the time on its `ready` line."""
+    r = ok200(c.json("POST", "/containers", run), "POST /containers", (201,))
+    answered = time.time()
+    cid = r.json()["id"]
+    try:
+        logs = ok200(c.request("GET", f"/containers/{cid}/logs"), "logs")
+        lines = [json.loads(x) for x in logs.body.decode().splitlines() if x.strip()]
+        ready_at = next(float(x["line"].split()[1]) for x in lines if x.get("line", "").startswith("ready "))
+        return (answered - ready_at) * 1000
+    finally:
+        c.request("DELETE", f"/containers/{cid}?force=true")
+
+
+@section("readiness")
+def section_readiness(ctx):
+    """readiness lag (container ready → 201) of TCP and exec waits (≤ 5 ms), a log wait as baseline."""
+    n = ctx.args.readiness_n
+    tcp_cmd = f"sleep 0.3; httpd -p 8080; {READY_LINE}; exec sleep 3600"
+    exec_cmd = f"sleep 0.3; touch /tmp/ready; {READY_LINE}; exec sleep 3600"
+    base = {"image": BASE_IMAGE, "labels": BENCH_LABEL}
+    runs = {
+        "log": dict(base, command=["sh", "-c", tcp_cmd], wait={"timeout_seconds": 10, "log": {"pattern": "^ready "}}),
+        "tcp": dict(base, command=["sh", "-c", tcp_cmd],
+                    publish=[{"container_port": 8080, "host_ip": "127.0.0.1"}],
+                    wait={"timeout_seconds": 10, "tcp_port": 8080}),
+        "exec": dict(base, command=["sh", "-c", exec_cmd],
+                     wait={"timeout_seconds": 10, "exec": {"command": ["test", "-f", "/tmp/ready"]}}),
+    }
+    for kind in ctx.require_engines():
+        o = ctx.ociman(kind)
+        c = o.client()
+        try:
+            lags = {}
+            for _ in range(n):   # interleaved, so load changes hit every condition alike
+                for cond, run in runs.items():
+                    lags.setdefault(cond, []).append(_readiness_lag_ms(c, run))
+            baseline = statistics.median(lags["log"])
+            for cond in ("tcp", "exec"):
+                p50 = statistics.median(lags[cond])
+                ctx.add("readiness", f"readiness lag p50, {cond} wait ({kind})", p50, baseline,
+                        p50 / baseline if baseline > 0 else None, "≤ 5 ms", ok=p50 <= 5, unit="ms",
+                        note=f"baseline: the same container with a log wait; p90 {pct(lags[cond], 90):.1f} ms; "
+                             f"container's clock when ready (printed on its ready line) → 201 received, {n} runs")
+        finally:
+            c.close()
+
+
+def _first_line_at(resp, out: dict, key: str, match) -> None:
+    """Reads ndjson-ish lines from `resp` until one satisfies `match`; records its arrival time."""
+    try:
+        while True:
+            line = resp.readline()
+            if not line:
+                return
+            if line.strip() and match(json.loads(line)):
+                out[key] = time.monotonic()
+                return
+    except (OSError, ValueError):
+        return
+
+
+@section("events")
+def section_events(ctx):
+    """GET /events vs the engine's own /events: added delay for a container started with the CLI (≤ 5 ms)."""
+    n = ctx.args.events_n
+    for kind in ctx.require_engines():
+        o = ctx.ociman(kind)
+        c = o.client()
+        eng = engine_client(kind)
+        added = []
+        try:
+            now = time.time()
+            require_route(c.request("GET", f"/events?since={now - 1:.3f}&until={now:.3f}"), "GET /events")
+            for i in range(n):
+                tag = f"ociman.bench.event={os.getpid()}-{i}"
+                oci = c.stream("GET", f"/events?label={q(tag)}&type=start")
+                filters = json.dumps({"label": [tag], "type": ["container"], "event": ["start"]})
+                direct = eng.stream("GET", f"{COMPAT}/events?filters={q(filters)}")
+                seen: dict = {}
+                readers = [
+                    threading.Thread(target=_first_line_at, args=(oci, seen, "ociman", lambda e: e.get("type") == "start")),
+                    threading.Thread(target=_first_line_at, args=(direct, seen, "engine", lambda e: e.get("Action") == "start")),
+                ]
+                for t in readers:
+                    t.start()
+                time.sleep(0.2)
+                subprocess.run([ENGINE_CLI[kind], "run", "-d", "--rm", "--label", tag, "--label", f"{BENCH_LABEL_KEY}=1",
+                                BASE_IMAGE, "true"], check=True, stdout=subprocess.DEVNULL)
+                for t in readers:
+                    t.join(timeout=10)
+                for resp in (oci, direct):
+                    resp._bench_conn.sock.shutdown(socket.SHUT_RDWR)
+                    resp._bench_conn.close()
+                if "ociman" in seen and "engine" in seen:
+                    added.append((seen["ociman"] - seen["engine"]) * 1000)
+            if not added:
+                raise RuntimeError("no start event arrived on both streams")
+            p50 = statistics.median(added)
+            ctx.add("events", f"/events start event after the engine's ({kind})", p50, 0.0, None, "≤ 5 ms",
+                    ok=p50 <= 5, unit="ms",
+                    note=f"arrival at the client, ociman stream minus the engine's own /events stream; "
+                         f"p50 of {len(added)}/{n}, max {max(added):.2f} ms; container run with the {kind} CLI")
+        finally:
+            eng.close()
+            c.close()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", action="append", default=[],
@@ -888,6 +1138,11 @@ def main(argv=None):
     ap.add_argument("--big-mib", type=int, default=1024, help="size of the big /hash file (MiB)")
     ap.add_argument("--many-files", type=int, default=10000)
     ap.add_argument("--stall-seconds", type=int, default=60, help="how long the backpressure readers stall")
+    ap.add_argument("--pool-cold-n", type=int, default=5, help="cold PostgreSQL boots measured in pools")
+    ap.add_argument("--pool-claim-n", type=int, default=20, help="claims measured in pools")
+    ap.add_argument("--pool-iterations", type=int, default=100, help="claim/query/release iterations in pools")
+    ap.add_argument("--readiness-n", type=int, default=10, help="runs per wait condition in readiness")
+    ap.add_argument("--events-n", type=int, default=10, help="containers started in events")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--strict", action="store_true", help="exit 1 when any row FAILs")
     ap.add_argument("--json", default=os.path.join(OUT_DIR, "results.json"))

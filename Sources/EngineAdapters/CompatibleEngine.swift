@@ -19,6 +19,8 @@ protocol CompatibleEngine: ContainerEngine {
     var publishedPortHost: String? { get }
     /// Each engine reports rootless mode in its own place.
     func isRootless() async throws -> Bool
+    /// The event ociman reports for the engine's `type` and `action`, nil for those it does not.
+    static func eventKind(type: String, action: String) -> EngineEvent.Kind?
 }
 
 /// The engine version, read once: it changes only with a restart, and Podman's `/version`
@@ -102,6 +104,10 @@ extension CompatibleEngine {
         try await classified { try await client.startContainer(id) }
     }
 
+    func renameContainer(_ id: String, to name: String) async throws {
+        try await classified { try await client.renameContainer(id, to: name) }
+    }
+
     func stopContainer(_ id: String, timeoutSeconds: Int) async throws {
         try await classified { try await client.stopContainer(id, timeoutSeconds: timeoutSeconds) }
     }
@@ -118,6 +124,29 @@ extension CompatibleEngine {
             ).body
         }
         return .decoding(output, with: LogLineDecoder(framed: !state.tty, timestamps: options.timestamps))
+    }
+
+    // MARK: Events
+
+    /// Label and container filters go to the engine; the kinds, whose names differ between
+    /// engines, are filtered as the stream is decoded.
+    func events(_ filter: EventFilter) async throws -> AsyncThrowingStream<EngineEvent, any Error> {
+        var filters: [String: [String]] = [:]
+        if filter.containersOnly { filters["type"] = ["container"] }
+        if !filter.labels.isEmpty { filters["label"] = filter.labels }
+        if !filter.containers.isEmpty { filters["container"] = filter.containers }
+        let response = try await classified {
+            try await client.events(
+                filters: filters, since: filter.since.map(Self.unixTimeParameter), until: filter.until.map(Self.unixTimeParameter))
+        }
+        return .decoding(response.body, with: EventDecoder(filter: filter) { Self.eventKind(type: $0, action: $1) })
+    }
+
+    /// Unix seconds as both engines parse them: whole seconds, a dot, nine digits.
+    static func unixTimeParameter(_ seconds: Double) -> String {
+        let nanoseconds = Int64((seconds * 1e9).rounded(.down))
+        let fraction = String(nanoseconds % 1_000_000_000)
+        return "\(nanoseconds / 1_000_000_000)." + String(repeating: "0", count: 9 - fraction.count) + fraction
     }
 
     // MARK: Exec

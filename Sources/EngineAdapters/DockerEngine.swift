@@ -58,6 +58,24 @@ final class DockerEngine: CompatibleEngine {
     }
 
 
+    /// Docker's own words, but for a health change, `health_status: <status>`.
+    static func eventKind(type: String, action: String) -> EngineEvent.Kind? {
+        switch (type, action) {
+        case ("container", "create"): .create
+        case ("container", "start"): .start
+        case ("container", "die"): .die
+        case ("container", "oom"): .oom
+        case ("container", "destroy"): .destroy
+        case ("container", let action) where action.hasPrefix("health_status"): .healthStatus
+        case ("image", "tag"): .tag
+        case ("image", "untag"): .untag
+        case ("image", "delete"): .delete
+        case ("image", "pull"): .pull
+        case ("image", "push"): .push
+        default: nil
+        }
+    }
+
     /// Docker answers 409 for a container that is not running.
     func createExec(in container: String, _ options: ExecOptions) async throws -> String {
         try await createCompatExec(in: container, options)

@@ -115,6 +115,25 @@ final class PodmanEngine: CompatibleEngine {
     }
 
 
+    /// Podman's compat stream says `remove` for a removed container and `remove` or `delete`
+    /// for a removed image; `died` is its libpod name for `die`.
+    static func eventKind(type: String, action: String) -> EngineEvent.Kind? {
+        switch (type, action) {
+        case ("container", "create"): .create
+        case ("container", "start"): .start
+        case ("container", "die"), ("container", "died"): .die
+        case ("container", "oom"): .oom
+        case ("container", "remove"): .destroy
+        case ("container", "health_status"): .healthStatus
+        case ("image", "tag"): .tag
+        case ("image", "untag"): .untag
+        case ("image", "remove"), ("image", "delete"): .delete
+        case ("image", "pull"): .pull
+        case ("image", "push"): .push
+        default: nil
+        }
+    }
+
     /// A stopped container is a 500 ("container state improper") on Podman.
     func createExec(in container: String, _ options: ExecOptions) async throws -> String {
         try await refusingByState(container, when: { !$0 }, "container \(container) is not running") {

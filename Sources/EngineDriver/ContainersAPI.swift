@@ -273,6 +273,11 @@ extension EngineClient {
         } catch EngineError.notModified {}
     }
 
+    /// `POST /containers/{id}/rename` (compat, both engines): 409 when the name is in use.
+    public func renameContainer(_ id: String, to name: String) async throws {
+        _ = try await send(EngineRequest(.POST, Self.containerPath(id, "/rename"), query: [("name", name)]))
+    }
+
     /// Podman's own inspect is faster than its compat one and has the same fields we read.
     public func inspectContainer(_ id: String, libpod: Bool = false) async throws -> ContainerInspect {
         let request = EngineRequest(.GET, Self.containerPath(id, "/json"), api: libpod ? .libpod : .compat)
@@ -288,10 +293,7 @@ extension EngineClient {
         var filters: [String: [String]] = [:]
         if !labels.isEmpty { filters["label"] = labels }
         if let nameFilter { filters["name"] = [nameFilter] }
-        if !filters.isEmpty {
-            let json = try EngineJSON.encoder.encode(filters)
-            query.append(("filters", String(decoding: json, as: UTF8.self)))
-        }
+        if let parameter = try EngineRequest.filtersParameter(filters) { query.append(parameter) }
         let request = EngineRequest(.GET, "/containers/json", query: query, api: libpod ? .libpod : .compat)
         return try await send(request).decode([ContainerListEntry].self)
     }

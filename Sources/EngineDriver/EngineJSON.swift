@@ -9,3 +9,11 @@ enum EngineJSON {
         return encoder
     }()
 }
+
+extension EngineRequest {
+    /// The Engine API's `filters` query parameter (a JSON map of lists); nil when there are none.
+    static func filtersParameter(_ filters: [String: [String]]) throws -> (String, String)? {
+        guard !filters.isEmpty else { return nil }
+        return ("filters", String(decoding: try EngineJSON.encoder.encode(filters), as: UTF8.self))
+    }
+}

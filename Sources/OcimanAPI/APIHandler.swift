@@ -8,10 +8,13 @@ import OpenAPIRuntime
 /// Operations live in one extension per resource (`Handlers+*.swift`).
 public struct APIHandler: APIProtocol {
     let runtime: Runtime
+    let pools: PoolManager
     let logger: Logger
 
-    public init(runtime: Runtime, logger: Logger) {
+    /// `pools` defaults to a manager over the runtime's pool state that was never started.
+    public init(runtime: Runtime, pools: PoolManager? = nil, logger: Logger) {
         self.runtime = runtime
+        self.pools = pools ?? PoolManager(runtime: runtime, store: runtime.pools, logger: logger)
         self.logger = logger
     }
 

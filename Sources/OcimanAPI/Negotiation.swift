@@ -56,6 +56,12 @@ public struct NegotiationMiddleware: ServerMiddleware {
         offer(Operations.DeleteSession.id, Operations.DeleteSession.AcceptableContentType.self),
         offer(Operations.CreateExecSession.id, Operations.CreateExecSession.AcceptableContentType.self),
         offer(Operations.InspectExecSession.id, Operations.InspectExecSession.AcceptableContentType.self),
+        offer(Operations.GetEvents.id, Operations.GetEvents.AcceptableContentType.self),
+        offer(Operations.PutPool.id, Operations.PutPool.AcceptableContentType.self),
+        offer(Operations.GetPool.id, Operations.GetPool.AcceptableContentType.self),
+        offer(Operations.DeletePool.id, Operations.DeletePool.AcceptableContentType.self),
+        offer(Operations.ClaimFromPool.id, Operations.ClaimFromPool.AcceptableContentType.self),
+        offer(Operations.ReleasePoolMember.id, Operations.ReleasePoolMember.AcceptableContentType.self),
     ])
 
     /// Problem documents are the error answer of every operation, sent whatever `Accept` says;

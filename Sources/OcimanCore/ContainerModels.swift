@@ -1,10 +1,10 @@
 /// Backend-neutral containers: what `POST /containers` asks for and what inspect and list answer.
 
-public enum PortProtocol: String, Sendable, Hashable {
+public enum PortProtocol: String, Sendable, Hashable, Codable {
     case tcp, udp
 }
 
-public struct PublishSpec: Sendable, Hashable {
+public struct PublishSpec: Sendable, Hashable, Codable {
     public var containerPort: Int
     public var `protocol`: PortProtocol
     /// Nil binds all addresses.
@@ -20,8 +20,8 @@ public struct PublishSpec: Sendable, Hashable {
     }
 }
 
-public struct MountSpec: Sendable, Hashable {
-    public enum Kind: String, Sendable, Hashable { case bind, volume, tmpfs }
+public struct MountSpec: Sendable, Hashable, Codable {
+    public enum Kind: String, Sendable, Hashable, Codable { case bind, volume, tmpfs }
     public var kind: Kind
     /// Host path (bind) or volume name (volume; nil for an anonymous volume); none for tmpfs.
     public var source: String?
@@ -36,7 +36,7 @@ public struct MountSpec: Sendable, Hashable {
     }
 }
 
-public enum PullPolicy: String, Sendable, Hashable {
+public enum PullPolicy: String, Sendable, Hashable, Codable {
     /// Pull only when the image is not present.
     case missing
     case always
@@ -45,8 +45,8 @@ public enum PullPolicy: String, Sendable, Hashable {
 }
 
 /// Readiness conditions; every given one must hold within `timeoutSeconds`.
-public struct ReadinessWait: Sendable {
-    public struct LogPattern: Sendable {
+public struct ReadinessWait: Sendable, Hashable, Codable {
+    public struct LogPattern: Sendable, Hashable, Codable {
         /// A regular expression searched for in each output line.
         public var pattern: String
         /// How many lines must match.
@@ -73,8 +73,8 @@ public struct ReadinessWait: Sendable {
     }
 }
 
-/// Everything `POST /containers` can ask for.
-public struct RunSpec: Sendable {
+/// Everything `POST /containers` can ask for. Codable for the pool state file and the pool key.
+public struct RunSpec: Sendable, Hashable, Codable {
     public var image: String
     public var name: String?
     /// Arguments after the image.
@@ -133,7 +133,12 @@ public enum ManagedLabels {
     /// Id of the session that owns the container.
     public static let session = "ociman.session"
 
-    public static let reserved: Set<String> = [managed, created, expiresAt, session]
+    /// Name of the warm pool a container was booted for (it stays after the claim).
+    public static let pool = "ociman.pool"
+    /// The pool's key (the content hash of its run specification) when the member was booted.
+    public static let poolKey = "ociman.pool.key"
+
+    public static let reserved: Set<String> = [managed, created, expiresAt, session, pool, poolKey]
 }
 
 public struct ContainerState: Sendable, Hashable {

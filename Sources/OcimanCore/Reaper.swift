@@ -87,9 +87,11 @@ public final class Reaper: Sendable {
         let now = runtime.sessions.now
         var due: [(id: String, reason: Reason)] = []
         for container in containers {
-            if let reason = Self.reason(toRemove: container.labels, now: now, sessions: sessions) {
+            // A claimed pool member carries its claim's session and time-to-live in the pool state.
+            let labels = container.labels.merging(runtime.pools.claimLabels(container.id) ?? [:]) { $1 }
+            if let reason = Self.reason(toRemove: labels, now: now, sessions: sessions) {
                 due.append((container.id, reason))
-            } else if let session = container.labels[ManagedLabels.session],
+            } else if let session = labels[ManagedLabels.session],
                 sessions?.verdict(for: session, at: now) == .foreign
             {
                 reportForeign(session, container: container.id)

@@ -17,6 +17,11 @@ extension Runtime {
     /// readiness wait that times out or sees the container exit: that container is left for
     /// the client to inspect (or removed on timeout with `auto_remove`).
     public func runContainer(_ spec: RunSpec) async throws(OcimanError) -> Container {
+        try await runContainer(spec, ownLabels: [:])
+    }
+
+    /// `ownLabels` are ociman's own (a pool member's), set after the request's were validated.
+    func runContainer(_ spec: RunSpec, ownLabels: [String: String]) async throws(OcimanError) -> Container {
         do {
             try Validation.runSpec(spec)
         } catch {
@@ -25,7 +30,8 @@ extension Runtime {
         // The owning session must be live now; the reaper removes the container once it is not.
         if let session = spec.session { try sessions.requireActive(session) }
         let reference = try Self.parsedReference(spec.image, field: "image")
-        let config = Self.createConfig(for: spec, now: Date())
+        var config = Self.createConfig(for: spec, now: Date())
+        config.labels.merge(ownLabels) { $1 }
         let id = try await createAndStart(spec, reference: reference, config: config)
 
         do {

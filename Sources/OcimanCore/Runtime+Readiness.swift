@@ -42,7 +42,14 @@ extension Runtime {
         case timedOut(pending: [ReadinessCondition])
     }
 
-    static let readinessPollInterval = Duration.milliseconds(100)
+    /// TCP and exec conditions are probed from right after the start, first after 1 ms, each
+    /// pause twice the last up to a cap: a port that opens is seen within the cap, and a
+    /// container that stops ends the probing through its `die` event (`watchStop`).
+    static let firstProbeDelay = Duration.milliseconds(1)
+    /// A TCP probe costs a socket-table read and a loopback connect.
+    static let tcpProbeDelayCap = Duration.milliseconds(4)
+    /// An exec probe costs the engine an exec session, which takes far longer than the pause.
+    static let execProbeDelayCap = Duration.milliseconds(8)
     static let problemLogLines = 50
 
     func awaitReadiness(_ id: String, _ wait: ReadinessWait, autoRemove: Bool) async throws(OcimanError) {
@@ -193,13 +200,26 @@ extension Runtime {
         events.yield(.outputEnded)
     }
 
+    /// Reports the container's stop from its `die` (or `destroy`, for an auto-removed one)
+    /// event. A stop before the subscription is seen by one look at its state once the engine
+    /// has the subscription; an engine whose events fail falls back to its wait.
     private func watchStop(_ id: String, events: AsyncStream<ReadinessEvent>.Continuation) async {
         do {
-            _ = try await engine.waitContainer(id, until: .notRunning)
+            let deaths = try await engine.events(EventFilter(containers: [id], kinds: [.die, .destroy]))
+            let running = try? await engine.inspectContainer(id).container.state.running
+            if running == true {
+                for try await _ in deaths { break }
+            }
         } catch {
-            // An auto-removed container is gone (404): it stopped. Cancellation ends the wait.
             if Task.isCancelled { return }
+            do {
+                _ = try await engine.waitContainer(id, until: .notRunning)
+            } catch {
+                // An auto-removed container is gone (404): it stopped. Cancellation ends the wait.
+                if Task.isCancelled { return }
+            }
         }
+        if Task.isCancelled { return }
         events.yield(.stopped)
     }
 
@@ -216,13 +236,18 @@ extension Runtime {
     private static func pollTCP(
         _ target: TCPTarget, _ condition: ReadinessCondition, events: AsyncStream<ReadinessEvent>.Continuation
     ) async {
+        var delay = firstProbeDelay
         while !Task.isCancelled {
             let listening = target.pid > 0 ? ListeningSockets.isListening(port: target.containerPort, pid: target.pid) : nil
-            if listening != false, await TCPProbe.check(host: target.host, port: target.hostPort) == .ready {
+            // A server seen listening inside the container needs no settle time to tell it from
+            // a proxy without a backend.
+            let settle = listening == true ? Duration.zero : .milliseconds(50)
+            if listening != false, await TCPProbe.check(host: target.host, port: target.hostPort, settle: settle) == .ready {
                 events.yield(.satisfied(condition))
                 return
             }
-            guard (try? await Task.sleep(for: readinessPollInterval)) != nil else { return }
+            guard (try? await Task.sleep(for: delay)) != nil else { return }
+            delay = min(delay * 2, tcpProbeDelayCap)
         }
     }
 
@@ -230,12 +255,14 @@ extension Runtime {
         _ id: String, _ command: [String], _ condition: ReadinessCondition,
         events: AsyncStream<ReadinessEvent>.Continuation
     ) async {
+        var delay = Self.firstProbeDelay
         while !Task.isCancelled {
             if let result = try? await exec(id, ExecOptions(command: command)), result.exitCode == 0 {
                 events.yield(.satisfied(condition))
                 return
             }
-            guard (try? await Task.sleep(for: Self.readinessPollInterval)) != nil else { return }
+            guard (try? await Task.sleep(for: delay)) != nil else { return }
+            delay = min(delay * 2, Self.execProbeDelayCap)
         }
     }
 }

@@ -12,16 +12,20 @@ public final class Runtime: Sendable {
     public let sessions: SessionStore
     /// Exec processes started and not yet over, so that they can be ended when nobody reads them.
     public let execLedger: ProcessLedger
+    /// Warm pools' state: the reaper judges claimed members by the claims kept there.
+    public let pools: PoolStore
 
     public init(
         engine: any ContainerEngine,
         contextRoots: [String] = [],
         sessions: SessionStore = SessionStore(),
         execLedger: ProcessLedger = ProcessLedger(),
+        pools: PoolStore = PoolStore(),
         logger: Logger
     ) {
         self.engine = engine
         self.sessions = sessions
+        self.pools = pools
         self.execLedger = execLedger
         self.contextRoots = contextRoots
         self.logger = logger

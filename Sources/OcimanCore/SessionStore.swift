@@ -258,11 +258,11 @@ public final class SessionStore: Sendable {
 
     /// Write a temporary file, fsync it, rename it over `path`, fsync the directory: a crash leaves
     /// either the old or the new state, never a torn file.
-    static func write(_ state: State, to path: String) throws(OcimanError) {
+    static func write(_ state: some Encodable, to path: String) throws(OcimanError) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let bytes: [UInt8]
-        do { bytes = Array(try encoder.encode(state)) } catch { throw .unavailable("cannot encode session state: \(error)") }
+        do { bytes = Array(try encoder.encode(state)) } catch { throw .unavailable("cannot encode state: \(error)") }
         // The exclusive lock is held, so one fixed temporary name cannot collide.
         let temporary = path + ".tmp"
         let descriptor = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)

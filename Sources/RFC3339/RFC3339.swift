@@ -62,6 +62,18 @@ public enum RFC3339 {
             whole += 1
             micros = 0
         }
+        return format(seconds: whole, fraction: micros, digits: 6)
+    }
+
+    /// `YYYY-MM-DDTHH:MM:SS.fffffffffZ`: an engine's event time, all nine digits kept.
+    public static func format(nanosecondsSinceEpoch nanoseconds: Int64) -> String {
+        let (seconds, fraction) = Int(nanoseconds).quotientAndRemainder(dividingBy: 1_000_000_000)
+        return fraction < 0
+            ? format(seconds: seconds - 1, fraction: fraction + 1_000_000_000, digits: 9)
+            : format(seconds: seconds, fraction: fraction, digits: 9)
+    }
+
+    private static func format(seconds whole: Int, fraction: Int, digits: Int) -> String {
         let days = whole >= 0 ? whole / 86400 : (whole - 86399) / 86400
         let secondOfDay = whole - days * 86400
         let (year, month, day) = civilFromDays(days)
@@ -70,7 +82,7 @@ public enum RFC3339 {
             return String(repeating: "0", count: max(0, width - text.count)) + text
         }
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2))"
-            + ":\(pad(secondOfDay % 60, 2)).\(pad(micros, 6))Z"
+            + ":\(pad(secondOfDay % 60, 2)).\(pad(fraction, digits))Z"
     }
 
     // Days since 1970-01-01 in the proleptic Gregorian calendar and back (H. Hinnant's algorithms).

@@ -105,6 +105,7 @@ struct Ocimand: AsyncParsableCommand {
         let sessions: SessionStore
         let execLedger: ProcessLedger
         let buildLedger: ProcessLedger
+        let poolStore: PoolStore
         do {
             sessions = try SessionStore(directory: settings.stateDirectory)
             execLedger = try ProcessLedger(directory: settings.stateDirectory + "/execs")
@@ -114,6 +115,12 @@ struct Ocimand: AsyncParsableCommand {
         }
 
         let (selection, podmanService) = try await Self.selectBackend(settings: settings, environment: environment, logger: logger)
+        do {
+            poolStore = try PoolStore(directory: settings.stateDirectory, engine: selection.kind)
+        } catch {
+            podmanService?.stop()
+            throw Failure("cannot use the state directory \(settings.stateDirectory): \(error)")
+        }
         let address: EngineAddress
         switch selection.endpoint {
         case .address(let selected): address = selected
@@ -133,6 +140,7 @@ struct Ocimand: AsyncParsableCommand {
             contextRoots: settings.contextRoots,
             sessions: sessions,
             execLedger: execLedger,
+            pools: poolStore,
             logger: logger
         )
         do {
@@ -145,6 +153,8 @@ struct Ocimand: AsyncParsableCommand {
         await runtime.endLeftoverExecs()
         let reaper = Reaper(runtime: runtime, interval: .seconds(settings.reapIntervalSeconds), logger: logger)
         reaper.start()
+        let pools = PoolManager(runtime: runtime, store: poolStore, logger: logger)
+        await pools.start()
 
         var configuration = MHDServerConfiguration(listen: settings.listen) { status, detail in
             (ProblemDocument.contentType, ProblemDocument.render(status: status, detail: detail))
@@ -168,7 +178,7 @@ struct Ocimand: AsyncParsableCommand {
             return request.headerFields[.contentType]?.hasPrefix("application/x-tar") == true ? tarLimit : jsonLimit
         }
         let server = MHDServer(configuration: configuration)
-        let handler = APIHandler(runtime: runtime, logger: logger)
+        let handler = APIHandler(runtime: runtime, pools: pools, logger: logger)
         try handler.registerHandlers(
             on: RouteTemplateTransport(server),
             configuration: .init(dateTranscoder: RFC3339DateTranscoder(), jsonEncodingOptions: [.sortedKeys, .withoutEscapingSlashes]),
@@ -202,7 +212,10 @@ struct Ocimand: AsyncParsableCommand {
             if let pid = podmanService?.pid { kill(pid, SIGKILL) }
         }
         // The reaper serves no client: it stops while requests get their grace.
-        let reaperStopped = ShutdownDeadline.start { await reaper.stop() }
+        let reaperStopped = ShutdownDeadline.start {
+            await reaper.stop()
+            await pools.stop()
+        }
         await server.shutdown(gracePeriod: grace)
         // Execs still running have lost their readers; ending them gets what is left of the grace,
         // and at least a moment when requests used all of it.

@@ -1,3 +1,4 @@
+import Foundation
 import OcimanCore
 import Synchronization
 
@@ -56,6 +57,8 @@ public final class InMemoryEngine: ContainerEngine {
     }
 
     let state = Mutex(State())
+    /// Open `events` streams, each with its filter.
+    let subscribers = Mutex<[Int: (filter: EventFilter, sink: AsyncThrowingStream<EngineEvent, any Error>.Continuation)]>([:])
 
     /// An engine that knows `images` (references, e.g. `localhost/busybox:test`).
     public init(kind: BackendKind = .docker, images: [String] = ["localhost/busybox:test"]) {
@@ -98,11 +101,38 @@ public final class InMemoryEngine: ContainerEngine {
             guard let key = Self.resolve(id, in: state) else { return }
             state.containers[key]?.running = false
             state.containers[key]?.exitCode = code
+            if let container = state.containers[key] { emit(.die, container, exitCode: code) }
             if state.containers[key]?.config.autoRemove == true { state.containers[key] = nil }
         }
     }
 
     public func containerIDs() -> [String] { state.withLock { Array($0.containers.keys) } }
+
+    // MARK: Events
+
+    /// Live events only (`since` is not replayed); the stream ends at `until` only when the
+    /// consumer leaves.
+    public func events(_ filter: EventFilter) async throws -> AsyncThrowingStream<EngineEvent, any Error> {
+        try call("events")
+        let (stream, sink) = AsyncThrowingStream.makeStream(of: EngineEvent.self, bufferingPolicy: .bufferingOldest(1024))
+        let key = state.withLock { state in
+            defer { state.nextID += 1 }
+            return state.nextID
+        }
+        subscribers.withLock { $0[key] = (filter, sink) }
+        sink.onTermination = { [weak self] _ in self?.subscribers.withLock { _ = $0.removeValue(forKey: key) } }
+        return stream
+    }
+
+    private func emit(_ kind: EngineEvent.Kind, _ container: StoredContainer, exitCode: Int? = nil) {
+        let event = EngineEvent(
+            kind: kind, id: container.id, name: container.config.name, image: container.config.image,
+            exitCode: exitCode, labels: container.config.labels,
+            timeNano: Int64(Date().timeIntervalSince1970 * 1e9))
+        for (filter, sink) in subscribers.withLock({ Array($0.values) }) where filter.matches(event) {
+            sink.yield(event)
+        }
+    }
 
     // MARK: Engine
 
@@ -126,6 +156,7 @@ public final class InMemoryEngine: ContainerEngine {
             let id = Self.hexID(state.nextID)
             state.nextID += 1
             state.containers[id] = StoredContainer(id: id, config: config)
+            emit(.create, state.containers[id]!)
             return id
         }
     }
@@ -135,6 +166,7 @@ public final class InMemoryEngine: ContainerEngine {
         try onContainer(id) { container, state in
             container.running = true
             container.logs += state.startupOutput[container.config.image] ?? []
+            emit(.start, container)
         }
     }
 
@@ -162,12 +194,24 @@ public final class InMemoryEngine: ContainerEngine {
         }
     }
 
+    public func renameContainer(_ id: String, to name: String) async throws {
+        try call("renameContainer")
+        try state.withLock { state in
+            guard let key = Self.resolve(id, in: state) else { throw EngineFailure.notFound("No such container: \(id)") }
+            if state.containers.values.contains(where: { $0.config.name == name && $0.id != key }) {
+                throw EngineFailure.conflict("container name \"\(name)\" is already in use")
+            }
+            state.containers[key]?.config.name = name
+        }
+    }
+
     public func stopContainer(_ id: String, timeoutSeconds: Int) async throws {
         try call("stopContainer")
         try onContainer(id) { container, _ in
             if container.running {
                 container.running = false
                 container.exitCode = 143
+                emit(.die, container, exitCode: 143)
             }
         }
     }
@@ -178,6 +222,7 @@ public final class InMemoryEngine: ContainerEngine {
             guard container.running else { throw EngineFailure.conflict("container \(container.id) is not running") }
             container.running = false
             container.exitCode = 137
+            emit(.die, container, exitCode: 137)
         }
     }
 
@@ -188,6 +233,8 @@ public final class InMemoryEngine: ContainerEngine {
             if state.containers[key]!.running && !force {
                 throw EngineFailure.conflict("container \(key) is running")
             }
+            if state.containers[key]!.running { emit(.die, state.containers[key]!, exitCode: 137) }
+            emit(.destroy, state.containers[key]!)
             state.containers[key] = nil
         }
     }

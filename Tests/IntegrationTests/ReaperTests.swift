@@ -309,14 +309,14 @@ extension EngineFixture {
         }
     }
 
-    fileprivate func labels(of id: String) async throws -> [String: String] {
+    func labels(of id: String) async throws -> [String: String] {
         let inspect = try await client.send(EngineRequest(.GET, "/containers/\(id)/json"))
         let object = try JSONSerialization.jsonObject(with: Data(inspect.body)) as? [String: Any]
         return (object?["Config"] as? [String: Any])?["Labels"] as? [String: String] ?? [:]
     }
 
     /// Polls the engine until the container is gone; fails the test when it outlives `within`.
-    fileprivate func waitUntilGone(_ id: String, within limit: Duration) async throws {
+    func waitUntilGone(_ id: String, within limit: Duration) async throws {
         let deadline = ContinuousClock.now + limit
         while try await exists(id) {
             guard ContinuousClock.now < deadline else {

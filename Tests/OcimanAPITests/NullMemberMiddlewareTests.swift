@@ -20,7 +20,7 @@ import Testing
             Set(schemas.keys) == [
                 "runContainer", "execInContainer", "commitContainer", "buildImage", "hashContext", "pullImage",
                 "pushImage", "tagImage", "createSession", "renewSession", "createExecSession", "resizeExecSession",
-                "resizeContainer",
+                "resizeContainer", "putPool", "claimFromPool",
             ])
         guard case .object(let run) = try #require(schemas["runContainer"]) else {
             Issue.record("runContainer is not an object schema")

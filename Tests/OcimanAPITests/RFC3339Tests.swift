@@ -29,4 +29,12 @@ struct RFC3339Tests {
             #expect(abs(back.timeIntervalSince(date)) < 1e-6, "\(seconds)")
         }
     }
+
+    @Test func engineEventTimesKeepAllNineDigits() throws {
+        #expect(RFC3339.format(nanosecondsSinceEpoch: 1_733_270_400_000_000_007) == "2024-12-04T00:00:00.000000007Z")
+        #expect(RFC3339.format(nanosecondsSinceEpoch: 0) == "1970-01-01T00:00:00.000000000Z")
+        #expect(RFC3339.format(nanosecondsSinceEpoch: -1) == "1969-12-31T23:59:59.999999999Z")
+        let parsed = try #require(RFC3339.parse(RFC3339.format(nanosecondsSinceEpoch: 1_733_270_400_123_456_789)))
+        #expect(abs(parsed.timeIntervalSince1970 - 1_733_270_400.123456789) < 1e-6)
+    }
 }

@@ -26,9 +26,11 @@ import json
 import os
 import re
 import tarfile
+import time
 from urllib.parse import unquote
 
 import jsonschema_rs
+
 import schemathesis
 import yaml
 
@@ -106,6 +108,16 @@ def _safe_path(case):
             parameters["reference"] = _pick(value, [FIXTURE_IMAGE, FIXTURE_IMAGE, f"{NAMESPACE}:missing"])
 
 
+def _number(value):
+    """A query value as a number (schemathesis may send it as text); None when it is not one."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
 def _safe_query(case):
     query = case.query
     if not isinstance(query, dict):
@@ -115,6 +127,14 @@ def _safe_query(case):
         query["follow"] = "false"
     if path == "/containers/{id}/wait":
         query["timeout"] = _bounded(query.get("timeout", 2), 2)
+    if path == "/events":
+        # The stream ends at `until`: at most a second from now, replaying at most a minute.
+        now = time.time()
+        until, since = _number(query.get("until")), _number(query.get("since"))
+        if until is None or until > now + 1:
+            query["until"] = round(now + 1, 3)
+        if since is not None and since < now - 60:
+            query["since"] = round(now - 60, 3)
     if path == "/containers/{id}/stop":
         query["timeout"] = _bounded(query.get("timeout", 1), 1)
     if path in ("/images/build/tar", "/hash/tar"):
@@ -155,6 +175,21 @@ def _safe_run_body(body):
         wait["timeout_seconds"] = _bounded(wait["timeout_seconds"], 3)
 
 
+def _safe_pool_body(body):
+    # A pool boots its members at once and keeps them: few, labelled, short waits; no member
+    # name, session or time-to-live (a pool refuses them).
+    run = body.get("run")
+    if isinstance(run, dict):
+        _safe_run_body(run)
+        for key in ("name", "ttl_seconds", "session", "auto_remove"):
+            run.pop(key, None)
+    for key in ("size", "max"):
+        if key in body:
+            body[key] = _bounded(body[key], 2)
+    if "boot_concurrency" in body:
+        body["boot_concurrency"] = _bounded(body["boot_concurrency"], 1)
+
+
 def _safe_body(case):
     body = case.body
     if not isinstance(body, dict):
@@ -162,6 +197,10 @@ def _safe_body(case):
     path = case.operation.path
     if path == "/containers":
         _safe_run_body(body)
+    elif path == "/pools/{name}":
+        _safe_pool_body(body)
+    elif path == "/pools/{name}/claim":
+        body["timeout_seconds"] = _bounded(body.get("timeout_seconds", 1), 1)
     elif path == "/containers/{id}/exec":
         body["timeout_seconds"] = _bounded(body.get("timeout_seconds", 5), 5)
     elif path == "/containers/{id}/commit" and "reference" in body:

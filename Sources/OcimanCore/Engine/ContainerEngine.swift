@@ -32,6 +32,8 @@ public protocol ContainerEngine: Sendable {
     /// Stopped containers too; every label filter (`key` or `key=value`) must match and, when
     /// given, the name exactly.
     func listContainers(labels: [String], name: String?) async throws -> [ContainerSummary]
+    /// `.conflict` when the name is in use.
+    func renameContainer(_ id: String, to name: String) async throws
     /// SIGTERM, then SIGKILL after `timeoutSeconds`; a stopped container is not an error.
     func stopContainer(_ id: String, timeoutSeconds: Int) async throws
     /// `.conflict` when the container is not running; `.rejected` for an unknown signal.
@@ -47,6 +49,13 @@ public protocol ContainerEngine: Sendable {
     /// Resolves the container first (`.notFound` before any line), then streams its output as
     /// lines; with `follow` until the container stops.
     func containerLogs(_ id: String, _ options: LogOptions) async throws -> AsyncThrowingStream<LogLine, any Error>
+
+    // MARK: Events
+
+    /// Container and image events as they happen, from every client of the engine (its CLI
+    /// included), ending at `filter.until` or when the consumer leaves. The engine is asked for
+    /// what it can filter itself; every event yielded matches `filter`.
+    func events(_ filter: EventFilter) async throws -> AsyncThrowingStream<EngineEvent, any Error>
 
     // MARK: Exec
 

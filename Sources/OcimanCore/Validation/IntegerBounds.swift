@@ -24,6 +24,14 @@ public enum IntegerBounds {
     public static let leaseSeconds = 1...86_400
     /// A terminal's rows or columns (the kernel keeps each in 16 bits).
     public static let terminalCells = 1...10_000
+    /// `GET /events?heartbeat_seconds=`.
+    public static let heartbeatSeconds = 1...3_600
+    /// A pool's `size`, `max` and `boot_concurrency`.
+    public static let poolSize = 0...256
+    public static let poolMax = 1...256
+    public static let poolBootConcurrency = 1...16
+    /// How long a claim waits for a member.
+    public static let claimTimeoutSeconds = 0...3_600
     public static let containerPort = 1...65_535
     /// 0 lets the engine pick.
     public static let hostPort = 0...65_535
@@ -39,8 +47,17 @@ public enum IntegerBounds {
 }
 
 extension OcimanError {
+    /// Unix seconds with a fraction (`GET /events?since=`): finite and within `logSince`.
+    static func checkTime(_ value: Double?, field: String) throws(OcimanError) {
+        guard let value else { return }
+        let range = IntegerBounds.logSince
+        guard value.isFinite, Double(range.lowerBound) <= value, value <= Double(range.upperBound) else {
+            throw .invalid(field: field, message: "\(field) must be between \(range.lowerBound) and \(range.upperBound), not \(value)")
+        }
+    }
+
     /// `IntegerBounds.check` for callers that throw `OcimanError`.
-    static func checkBounds(_ value: Int?, _ range: ClosedRange<Int>, field: String) throws(OcimanError) {
+    public static func checkBounds(_ value: Int?, _ range: ClosedRange<Int>, field: String) throws(OcimanError) {
         guard let value else { return }
         do {
             try IntegerBounds.check(value, range, field: field)

@@ -1,0 +1,59 @@
+import Foundation
+
+/// A warm pool as `PUT /pools/{name}` states it.
+public struct PoolSpec: Sendable, Equatable, Codable {
+    /// What each member runs, its readiness wait included (no name, session or time-to-live:
+    /// a member belongs to the pool until it is claimed).
+    public var run: RunSpec
+    /// Ready members to keep.
+    public var size: Int
+    /// Members booting or ready at once.
+    public var max: Int
+    /// Members booted at the same time.
+    public var bootConcurrency: Int
+
+    public init(run: RunSpec, size: Int, max: Int? = nil, bootConcurrency: Int = 2) {
+        self.run = run
+        self.size = size
+        self.max = max ?? Swift.max(size, 1)
+        self.bootConcurrency = bootConcurrency
+    }
+
+    /// The content hash of the run specification, the way builds are content-addressed: the
+    /// same specification is the same key whatever the pool's name or size.
+    public var key: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var hasher = SegmentHasher()
+        hasher.push("ociman-pool-v1")
+        hasher.push((try? Array(encoder.encode(run))) ?? [])
+        return "sha256:" + hasher.finalize().hex
+    }
+}
+
+/// What `GET /pools/{name}` reports.
+public struct PoolStatus: Sendable, Equatable {
+    public var name: String
+    public var key: String
+    public var spec: PoolSpec
+    public var ready: Int
+    public var booting: Int
+    /// Members handed out since the pool was created.
+    public var claimed: Int
+}
+
+/// What a claim asks for the member it takes.
+public struct PoolClaimOptions: Sendable, Equatable {
+    public var name: String?
+    public var session: String?
+    public var ttlSeconds: Int?
+    /// How long to wait for a member when none is ready.
+    public var timeout: Duration
+
+    public init(name: String? = nil, session: String? = nil, ttlSeconds: Int? = nil, timeout: Duration = .seconds(30)) {
+        self.name = name
+        self.session = session
+        self.ttlSeconds = ttlSeconds
+        self.timeout = timeout
+    }
+}

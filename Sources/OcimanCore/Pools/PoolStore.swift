@@ -1,0 +1,86 @@
+import Foundation
+import Synchronization
+
+/// Pools, their ready members and the claims handed out, kept in `pools-<engine>.json` in the state
+/// directory (rewritten atomically on every change) so that they survive a restart. A claimed
+/// container keeps its pool labels; its claim (session, time-to-live) lives here, where the
+/// reaper reads it.
+public final class PoolStore: Sendable {
+    struct StoredPool: Codable, Equatable {
+        var spec: PoolSpec
+        /// Ready members, oldest first.
+        var ready: [String]
+        var claimed: Int
+    }
+
+    public struct Claim: Codable, Equatable, Sendable {
+        /// The pool the member was claimed from.
+        var pool: String?
+        var session: String?
+        /// Unix seconds.
+        var expiresAt: Int64?
+        /// Given back (`DELETE /pools/{name}/members/{id}`): being removed.
+        var released: Bool?
+    }
+
+    struct State: Codable, Equatable {
+        var version = 1
+        var pools: [String: StoredPool] = [:]
+        var claims: [String: Claim] = [:]
+    }
+
+    private let stateFile: String?
+    private let state: Mutex<State>
+
+    /// Pools in memory only (tests, or no state directory).
+    public init() {
+        stateFile = nil
+        state = Mutex(State())
+    }
+
+    /// Loads `pools-<engine>.json` from `directory` (created by the session store) when it
+    /// exists. One file per engine: ocimands for Docker and Podman may share a state
+    /// directory, and a pool boots its members on the engine it was made on.
+    public init(directory: String, engine: BackendKind) throws(OcimanError) {
+        let path = directory + "/pools-\(engine.rawValue).json"
+        stateFile = path
+        guard let data = FileManager.default.contents(atPath: path) else {
+            state = Mutex(State())
+            return
+        }
+        do {
+            state = Mutex(try JSONDecoder().decode(State.self, from: data))
+        } catch {
+            throw .unavailable("cannot read the pool state \(path): \(error)")
+        }
+    }
+
+    var snapshot: State { state.withLock { $0 } }
+
+    /// Applies `change` and writes the result; a state that cannot be written is logged by the
+    /// caller, the change stays in memory.
+    @discardableResult
+    func update(_ change: (inout State) -> Void) -> OcimanError? {
+        let changed = state.withLock { state in
+            change(&state)
+            return state
+        }
+        guard let stateFile else { return nil }
+        do {
+            try SessionStore.write(changed, to: stateFile)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// The labels the reaper judges a claimed pool member by (its claim's session and
+    /// time-to-live), nil for any other container.
+    public func claimLabels(_ containerID: String) -> [String: String]? {
+        guard let claim = state.withLock({ $0.claims[containerID] }) else { return nil }
+        var labels: [String: String] = [:]
+        if let session = claim.session { labels[ManagedLabels.session] = session }
+        if let expiresAt = claim.expiresAt { labels[ManagedLabels.expiresAt] = String(expiresAt) }
+        return labels
+    }
+}

@@ -1,0 +1,305 @@
+import Foundation
+import OcimanTestSupport
+import Testing
+
+/// Issue 15 items 3 and 4: warm pools hand out ready members once each, replace them in the
+/// background, survive a restart and leave nothing behind when deleted.
+@Suite("Warm pools against real engines")
+struct PoolTests {
+    @Test("50 concurrent claims on a pool of 10 get 50 distinct running containers", arguments: TestEngines.available)
+    func concurrentClaimsAreDistinct(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
+        let pool = "p\(fixture.runID)"
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                try await client.putPool(pool, Self.spec(fixture, size: 10, max: 20, concurrency: 4))
+                try await client.waitForReady(pool, count: 10)
+                let ids = try await withThrowingTaskGroup(of: String.self) { group in
+                    for _ in 0..<50 {
+                        group.addTask {
+                            let answer = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 120])
+                            guard answer.status == 201, let id = try answer.object()["id"] as? String else {
+                                throw TestSupportError("claim answered \(answer.status): \(answer.text)")
+                            }
+                            #expect(try answer.object()["state"].flatMap { ($0 as? [String: Any])?["running"] as? Bool } == true)
+                            return id
+                        }
+                    }
+                    return try await group.reduce(into: [String]()) { $0.append($1) }
+                }
+                #expect(ids.count == 50)
+                #expect(Set(ids).count == 50)
+                let status = try await client.get("/pools/\(pool)").object()
+                #expect(status["claimed"] as? Int == 50)
+                #expect(try await client.delete("/pools/\(pool)").status == 204)
+            }
+        }
+    }
+
+    @Test("a member that dies while waiting is replaced and never handed out", arguments: TestEngines.available)
+    func deadMemberIsReplaced(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
+        let pool = "p\(fixture.runID)"
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                try await client.putPool(pool, Self.spec(fixture, size: 2, max: 2))
+                try await client.waitForReady(pool, count: 2)
+                let members = try await fixture.poolMembers(pool)
+                #expect(members.count == 2)
+                let victim = try #require(members.first)
+                try CLI.run(engine, ["kill", victim])
+                // Claimed at once, before or after ocimand saw the death: never the dead one.
+                var claimed: [String] = []
+                for _ in 0..<2 {
+                    let answer = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+                    #expect(answer.status == 201, "\(answer.text)")
+                    claimed.append(try #require(try answer.object()["id"] as? String))
+                }
+                #expect(!claimed.contains(victim))
+                try await client.waitForReady(pool, count: 2)
+                try await fixture.waitUntilGone(victim, within: .seconds(10))
+                #expect(try await client.delete("/pools/\(pool)").status == 204)
+            }
+        }
+    }
+
+    @Test("a restart keeps the pool and its ready members", arguments: TestEngines.available)
+    func restartKeepsPool(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let pool = "p\(fixture.runID)"
+        let state = try StateDirectory()
+        try await fixture.withCleanup {
+            let (key, before) = try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                let key = try await client.putPool(pool, Self.spec(fixture, size: 2, max: 2))
+                try await client.waitForReady(pool, count: 2)
+                return (key, Set(try await fixture.poolMembers(pool)))
+            }
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                let status = try await client.get("/pools/\(pool)")
+                #expect(status.status == 200)
+                #expect(try status.object()["key"] as? String == key)
+                #expect(try status.object()["ready"] as? Int == 2)
+                let claim = try await client.post("/pools/\(pool)/claim", json: [:])
+                #expect(claim.status == 201)
+                #expect(before.contains(try #require(try claim.object()["id"] as? String)))
+                #expect(try await client.delete("/pools/\(pool)").status == 204)
+            }
+        }
+    }
+
+    @Test("deleting a pool removes every member not handed out, booting ones too", arguments: TestEngines.available)
+    func deleteLeavesNothing(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
+        let pool = "p\(fixture.runID)"
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                try await client.putPool(pool, Self.spec(fixture, size: 4, max: 4))
+                try await client.waitForReady(pool, count: 1)
+                let claim = try await client.post("/pools/\(pool)/claim", json: [:])
+                let claimed = try #require(try claim.object()["id"] as? String)
+                #expect(try await client.delete("/pools/\(pool)").status == 204)
+                #expect(try await fixture.poolMembers(pool) == [claimed])
+                #expect(try await client.get("/pools/\(pool)").status == 404)
+                #expect(try await client.delete("/containers/\(claimed)?force=true").status == 204)
+                #expect(try await fixture.poolMembers(pool).isEmpty)
+            }
+        }
+    }
+
+    @Test("a released member is removed in the background; a second release is a 404", arguments: TestEngines.available)
+    func releaseRemovesMember(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
+        let pool = "p\(fixture.runID)"
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1))
+                let claim = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+                let id = try #require(try claim.object()["id"] as? String)
+                #expect(try await client.delete("/pools/\(pool)/members/\(id)").status == 202)
+                try await fixture.waitUntilGone(id, within: .seconds(10))
+                #expect(try await client.delete("/pools/\(pool)/members/\(id)").status == 404)
+                let unclaimed = try await fixture.startBusybox(["sleep", "60"])
+                #expect(try await client.delete("/pools/\(pool)/members/\(unclaimed)").status == 404)
+                #expect(try await client.delete("/pools/\(pool)").status == 204)
+            }
+        }
+    }
+
+    @Test("identical specifications share a key; a changed one drains the old members", arguments: TestEngines.available)
+    func keysAndDrain(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
+        let pool = "p\(fixture.runID)"
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                let key = try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1))
+                #expect(try await client.putPool(pool + "b", Self.spec(fixture, size: 0, max: 1)) == key)
+                #expect(try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1)) == key)
+                try await client.waitForReady(pool, count: 1)
+                let old = try await fixture.poolMembers(pool)
+                var changed = Self.spec(fixture, size: 1, max: 1)
+                changed["run"] = (changed["run"] as! [String: Any]).merging(["env": ["CHANGED": "1"]]) { $1 }
+                #expect(try await client.putPool(pool, changed) != key)
+                for id in old { try await fixture.waitUntilGone(id, within: .seconds(10)) }
+                try await client.waitForReady(pool, count: 1)
+                let claim = try await client.post("/pools/\(pool)/claim", json: [:])
+                let id = try #require(try claim.object()["id"] as? String)
+                let env = try await client.post("/containers/\(id)/exec", json: ["command": ["sh", "-c", "echo $CHANGED"]])
+                #expect(try env.object()["stdout"] as? String == "1\n")
+                for name in [pool, pool + "b"] { #expect(try await client.delete("/pools/\(name)").status == 204) }
+            }
+        }
+    }
+
+    @Test("a claim waits for a member to boot, then answers 503 with Retry-After", arguments: TestEngines.available)
+    func emptyPoolWaitsThen503(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
+        let pool = "p\(fixture.runID)"
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                try await client.putPool(pool, Self.spec(fixture, size: 0, max: 1))
+                let booted = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+                #expect(booted.status == 201, "\(booted.text)")
+                var never = Self.spec(fixture, size: 0, max: 1)
+                never["run"] = (never["run"] as! [String: Any]).merging([
+                    "wait": ["timeout_seconds": 30, "log": ["pattern": "never printed"]]
+                ]) { $1 }
+                try await client.putPool(pool + "n", never)
+                let refused = try await client.post("/pools/\(pool)n/claim", json: ["timeout_seconds": 1])
+                #expect(refused.status == 503)
+                #expect(refused.header("Content-Type")?.hasPrefix("application/problem+json") == true)
+                #expect(Int(refused.header("Retry-After") ?? "") ?? 0 >= 1)
+                #expect(try await client.post("/pools/nosuchpool\(fixture.runID)/claim", json: [:]).status == 404)
+                for name in [pool, pool + "n"] { #expect(try await client.delete("/pools/\(name)").status == 204) }
+            }
+        }
+    }
+
+    @Test("a claim's session and time-to-live apply to the claimed member; metrics count the pool", arguments: TestEngines.available)
+    func claimLeasesAndMetrics(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let pool = "p\(fixture.runID)"
+        let state = try StateDirectory()
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                try await client.putPool(pool, Self.spec(fixture, size: 2, max: 2))
+                try await client.waitForReady(pool, count: 2)
+                let session = try #require(try await client.post("/sessions", json: ["lease_seconds": 60]).object()["id"] as? String)
+                let bySession = try #require(
+                    try await client.post("/pools/\(pool)/claim", json: ["session": session, "name": "claimed-\(fixture.runID)"])
+                        .object())
+                #expect(bySession["name"] as? String == "claimed-\(fixture.runID)")
+                let byTTL = try #require(try await client.post("/pools/\(pool)/claim", json: ["ttl_seconds": 1]).object()["id"] as? String)
+                try await fixture.waitUntilGone(byTTL, within: .seconds(10))
+                #expect(try await client.delete("/sessions/\(session)").status == 200)
+                try await fixture.waitUntilGone(try #require(bySession["id"] as? String), within: .seconds(10))
+                let metrics = try await client.get("/metrics").text
+                #expect(metrics.contains("ociman_pool_members{pool=\"\(pool)\",state=\"ready\"}")
+                    || metrics.contains("ociman_pool_members{state=\"ready\",pool=\"\(pool)\"}"))
+                #expect(metrics.contains("ociman_pool_claims_total"))
+                #expect(metrics.contains("ociman_pool_boot_seconds"))
+                #expect(try await client.delete("/pools/\(pool)").status == 204)
+            }
+        }
+    }
+
+    @Test("a pool of a committed seed snapshot hands out already-seeded members", arguments: TestEngines.available)
+    func snapshotPool(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
+        let pool = "p\(fixture.runID)"
+        let snapshot = "localhost/ociman-seed-\(fixture.runID):1"
+        try await fixture.withCleanup(images: [snapshot]) {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                let seed = try await client.post("/containers", json: [
+                    "image": TestEngines.baseImage, "command": ["sleep", "3600"], "labels": fixture.labels,
+                ])
+                let seedID = try #require(try seed.object()["id"] as? String)
+                _ = try await client.post("/containers/\(seedID)/exec", json: ["command": ["sh", "-c", "echo seeded > /seed"]])
+                #expect(try await client.post("/containers/\(seedID)/commit", json: ["reference": snapshot]).status == 201)
+                var spec = Self.spec(fixture, size: 1, max: 1)
+                spec["run"] = (spec["run"] as! [String: Any]).merging(["image": snapshot]) { $1 }
+                try await client.putPool(pool, spec)
+                let claim = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+                let id = try #require(try claim.object()["id"] as? String)
+                let read = try await client.post("/containers/\(id)/exec", json: ["command": ["cat", "/seed"]])
+                #expect(try read.object()["stdout"] as? String == "seeded\n")
+                #expect(try await client.delete("/pools/\(pool)").status == 204)
+            }
+        }
+    }
+
+    @Test("bad pool specifications are 400 problems", arguments: TestEngines.available)
+    func badSpecs(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
+        try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+            let base = Self.spec(fixture, size: 1, max: 1)
+            let run = base["run"] as! [String: Any]
+            let bad: [[String: Any]] = [
+                base.merging(["size": 3, "max": 2]) { $1 },
+                base.merging(["size": 257, "max": 256]) { $1 },
+                base.merging(["run": run.merging(["name": "fixed"]) { $1 }]) { $1 },
+                base.merging(["run": run.merging(["ttl_seconds": 5]) { $1 }]) { $1 },
+                base.merging(["run": run.merging(["image": "UPPER/case"]) { $1 }]) { $1 },
+            ]
+            for body in bad {
+                let answer = try await client.request("PUT", "/pools/bad\(fixture.runID)", json: body)
+                #expect(answer.status == 400, "\(body): \(answer.text)")
+            }
+            #expect(try await client.get("/pools/bad\(fixture.runID)").status == 404)
+        }
+    }
+
+    /// A busybox server that is ready once its port answers.
+    static func spec(_ fixture: EngineFixture, size: Int, max: Int, concurrency: Int = 2) -> [String: Any] {
+        [
+            "size": size, "max": max, "boot_concurrency": concurrency,
+            "run": [
+                "image": TestEngines.baseImage,
+                "command": ["httpd", "-f", "-p", "8080"],
+                "labels": fixture.labels,
+                "publish": [["container_port": 8080, "host_ip": "127.0.0.1"]],
+                "wait": ["timeout_seconds": 30, "tcp_port": 8080],
+            ] as [String: Any],
+        ]
+    }
+}
+
+extension OcimandClient {
+    /// Puts the pool and answers its key.
+    @discardableResult
+    func putPool(_ name: String, _ spec: [String: Any]) async throws -> String {
+        let answer = try await request("PUT", "/pools/\(name)", json: spec)
+        guard answer.status == 200, let key = try answer.object()["key"] as? String else {
+            throw TestSupportError("PUT /pools/\(name) answered \(answer.status): \(answer.text)")
+        }
+        return key
+    }
+
+    func waitForReady(_ pool: String, count: Int, within limit: Duration = .seconds(90)) async throws {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if try await get("/pools/\(pool)").object()["ready"] as? Int ?? 0 >= count { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestSupportError("pool \(pool) did not reach \(count) ready members within \(limit)")
+    }
+}
+
+extension EngineFixture {
+    /// Containers labelled as members of `pool` (claimed ones too).
+    func poolMembers(_ pool: String) async throws -> [String] {
+        let all = try await labelledContainers()
+        var members: [String] = []
+        for id in all where try await labels(of: id)["ociman.pool"] == pool {
+            members.append(id)
+        }
+        return members
+    }
+}
