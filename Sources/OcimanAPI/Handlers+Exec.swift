@@ -64,9 +64,9 @@ extension APIHandler {
         )
     }
 
-    /// NegotiationMiddleware has already chosen: `Accept` holds the one media type to answer.
+    /// NegotiationMiddleware has already chosen: `Accept` holds the one media type to answer (and problem documents).
     static func wantsNDJSON(_ accept: [AcceptHeaderContentType<Operations.ExecInContainer.AcceptableContentType>]) -> Bool {
-        accept.count == 1 && accept[0].contentType == .applicationXNdjson
+        accept.contains { $0.contentType == .applicationXNdjson }
     }
 }
 

@@ -5,7 +5,9 @@ import OpenAPIRuntime
 
 /// Content negotiation, decided before the operation runs, so an `Accept` nothing satisfies is a
 /// 406 with no side effect (no container made, no command run). The chosen media type then
-/// replaces the request's `Accept`, so the handler and the generated code see one answer.
+/// replaces the request's `Accept`, so the handler and the generated code see one answer, plus
+/// problem documents: an operation may return one (a 503 with `Retry-After`), and the generated
+/// code refuses to send what `Accept` does not list.
 public struct NegotiationMiddleware: ServerMiddleware {
     public init() {}
 
@@ -24,7 +26,7 @@ public struct NegotiationMiddleware: ServerMiddleware {
             return ProblemDocument.response(status: 406, bytes: ProblemDocument.render(status: 406, detail: detail))
         }
         var request = request
-        request.headerFields[.accept] = chosen
+        request.headerFields[.accept] = "\(chosen), \(ProblemDocument.contentType)"
         return try await next(request, body, metadata)
     }
 

@@ -258,7 +258,9 @@ public final class SessionStore: Sendable {
 
     /// Write a temporary file, fsync it, rename it over `path`, fsync the directory: a crash leaves
     /// either the old or the new state, never a torn file.
-    static func write(_ state: some Encodable, to path: String) throws(OcimanError) {
+    /// Replaces the file at `path` atomically (a complete old or new version survives a crash of
+    /// this process). `durable` also survives a crash of the machine, at the cost of two fsyncs.
+    static func write(_ state: some Encodable, to path: String, durable: Bool = true) throws(OcimanError) {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let bytes: [UInt8]
@@ -279,7 +281,7 @@ public final class SessionStore: Sendable {
             }
             written += count
         }
-        guard fsync(descriptor) == 0 else {
+        guard !durable || fsync(descriptor) == 0 else {
             let error = failure("cannot fsync \(temporary)")
             close(descriptor)
             unlink(temporary)
@@ -291,6 +293,7 @@ public final class SessionStore: Sendable {
             unlink(temporary)
             throw error
         }
+        guard durable else { return }
         let directory = (path as NSString).deletingLastPathComponent
         let directoryDescriptor = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if directoryDescriptor >= 0 {

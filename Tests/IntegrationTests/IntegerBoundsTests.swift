@@ -153,6 +153,23 @@ struct IntegerBoundsTests {
                 return ("POST", "/containers/\(exited)/resize", [:], ["rows": 24, "columns": 80])
             case "resizeExecSession":
                 return ("POST", "/exec-sessions/no-such-exec-session/resize", [:], ["rows": 24, "columns": 80])
+            // Ends a second from now, so an accepted value answers a short stream.
+            case "getEvents":
+                return ("GET", "/events", ["until": String(Int(Date().timeIntervalSince1970) + 1)], nil)
+            // Nothing ready is asked for (size 0), so nothing boots unless size is the integer under test.
+            case "putPool":
+                return ("PUT", "/pools/bounds-\(running.prefix(12))", [:], [
+                    "size": 0, "max": 1, "boot_concurrency": 1,
+                    "run": [
+                        "image": IntegerBoundsTests.image, "labels": labels,
+                        "command": ["sh", "-c", "echo started; exec httpd -f -p 8080"],
+                        "publish": [["container_port": 8080, "host_ip": "127.0.0.1", "host_port": 0]],
+                        "wait": ["timeout_seconds": 3, "tcp_port": 8080, "log": ["pattern": "started", "occurrences": 1]],
+                    ],
+                ])
+            // No such pool: in range is 404, out of range 400 before the pool is looked up.
+            case "claimFromPool":
+                return ("POST", "/pools/no-such-pool/claim", [:], ["timeout_seconds": 0, "ttl_seconds": 60])
             default:
                 return nil
             }
@@ -261,6 +278,9 @@ struct IntegerBoundsTests {
                     }
                 }
                 _ = try await client.delete("/sessions/\(fixtures.session)")
+                // Removes whatever members a `size` under test booted.
+                let pool = try await client.delete("/pools/bounds-\(fixtures.running.prefix(12))")
+                #expect([204, 404].contains(pool.status), "\(pool.text)")
             }
         }
         #expect(try await fixture.labelledContainers().isEmpty, "containers left behind in \(engine)")

@@ -83,6 +83,42 @@ struct RemoteEngineTests {
         }
     }
 
+    @Test("a server certificate of the trusted CA for another name fails at startup (hostname verification)", arguments: docker)
+    func certificateForAnotherName(engine: String) async throws {
+        // A TLS server on a free loopback port presenting the test CA's certificate for
+        // elsewhere.invalid: the CA is trusted, only the name (127.0.0.1) does not match.
+        let port = try freeLoopbackPort()
+        let pki = TestEngines.testPKI
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+        server.arguments = [
+            "s_server", "-quiet", "-accept", "127.0.0.1:\(port)", "-cert", "\(pki)/wrong-name/cert.pem",
+            "-key", "\(pki)/wrong-name/key.pem",
+        ]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer {
+            server.terminate()
+            server.waitUntilExit()
+        }
+        let listening = await eventually(timeout: .seconds(10)) {
+            guard let probe = try? await HTTPTestConnection.connect(host: "127.0.0.1", port: port) else { return false }
+            await probe.close()
+            return true
+        }
+        try #require(listening, "openssl s_server did not listen on \(port)")
+        do {
+            let ocimand = try await OcimandProcess.start(
+                engine: "docker-tls", environment: ["DOCKER_HOST": "tcp://127.0.0.1:\(port)"])
+            ocimand.stop()
+            Issue.record("ocimand started against a certificate for another name")
+        } catch let error as TestSupportError {
+            #expect(error.description.contains("TLS with the engine failed"), "\(error)")
+            #expect(error.description.lowercased().contains("hostname"), "\(error)")
+        }
+    }
+
     /// The seed step of pg-ephemeral: stdin through the hijacked connection, EOF by half-close.
     static func execStdinRoundTrip(_ client: OcimandClient, _ fixture: EngineFixture) async throws {
         let name = "remote-\(fixture.runID)"

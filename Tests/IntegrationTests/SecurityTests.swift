@@ -305,7 +305,7 @@ struct SecurityTests {
         #expect(await wrapper.terminate() == 0)
 
         // A wildcard TCP socket without a token: refused at startup, whatever systemd was told.
-        let port = try Self.freePort()
+        let port = try freeLoopbackPort()
         let exposed = try LaunchedProcess.start(activate, ["-l", "0.0.0.0:\(port)", "-E", "OCIMAN_BACKEND=\(engine)", binary])
         #expect(await exposed.waitForLog("Listening on") != nil)
         _ = try? await HTTPTestConnection.connect(port: port, timeout: .seconds(2))
@@ -386,21 +386,5 @@ struct SecurityTests {
         put(String(format: "%06o", checksum) + "\0 ", at: 148)
         let padding = (512 - data.count % 512) % 512
         return header + data + [UInt8](repeating: 0, count: padding + 1024)
-    }
-
-    static func freePort() throws -> Int {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        inet_pton(AF_INET, "127.0.0.1", &address.sin_addr)
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
-                bind(descriptor, pointer, length) == 0 && getsockname(descriptor, pointer, &length) == 0
-            }
-        }
-        guard bound else { throw TestSupportError("no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

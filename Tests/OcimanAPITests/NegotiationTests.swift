@@ -76,7 +76,7 @@ struct NegotiationTests {
         #expect(Set(NegotiationMiddleware.offers.keys) == Set(operations).subtracting(bodiless))
     }
 
-    @Test func aRefusalNeverRunsTheOperationAndAChoiceIsTheOnlyAccept() async throws {
+    @Test func aRefusalNeverRunsTheOperationAndAChoiceIsWhatTheHandlerSees() async throws {
         let middleware = NegotiationMiddleware()
         let seen = Mutex<[String]?>(nil)
         let next: @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (HTTPResponse, HTTPBody?) = { request, _, _ in
@@ -98,9 +98,9 @@ struct NegotiationTests {
 
         _ = try await middleware.intercept(
             request("application/x-ndjson, application/json"), body: nil, metadata: .init(), operationID: "execInContainer", next: next)
-        #expect(seen.withLock { $0 } == ["application/json"])
+        #expect(seen.withLock { $0 } == ["application/json, application/problem+json"])
         _ = try await middleware.intercept(request(nil), body: nil, metadata: .init(), operationID: "getMetrics", next: next)
-        #expect(seen.withLock { $0 } == ["text/plain"])
+        #expect(seen.withLock { $0 } == ["text/plain, application/problem+json"])
         // Nothing to negotiate for an answer without a body.
         _ = try await middleware.intercept(request("text/html"), body: nil, metadata: .init(), operationID: "removeContainer", next: next)
         #expect(seen.withLock { $0 } == ["text/html"])

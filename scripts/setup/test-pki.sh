@@ -7,6 +7,8 @@
 #   $OCIMAN_PKI/docker-client/{ca,cert,key}.pem     a DOCKER_CERT_PATH as the docker CLI reads it
 #   $OCIMAN_PKI/registry/{cert,key}.pem             the auth registry's server certificate
 #   $OCIMAN_PKI/untrusted-client/{ca,cert,key}.pem  a DOCKER_CERT_PATH whose CA dockerd does not trust
+#   $OCIMAN_PKI/wrong-name/{cert,key}.pem           a server certificate of the test CA for another
+#                                                   name (elsewhere.invalid): hostname verification
 OCIMAN_PKI=/etc/ociman-test/pki
 
 pki_fresh() {   # pki_fresh CERT -> 0 when it exists and is valid for another day
@@ -51,6 +53,7 @@ extendedKeyUsage=clientAuth'
     pki_sign "$OCIMAN_PKI" "$OCIMAN_PKI/dockerd" "dockerd" "$server"
     pki_sign "$OCIMAN_PKI" "$OCIMAN_PKI/docker-client" "ociman test client" "$client"
     pki_sign "$OCIMAN_PKI" "$OCIMAN_PKI/registry" "registry" "$server"
+    pki_sign "$OCIMAN_PKI" "$OCIMAN_PKI/wrong-name" "elsewhere.invalid" "${server%%subjectAltName=*}subjectAltName=DNS:elsewhere.invalid"
     pki_make_ca "$OCIMAN_PKI/untrusted" "ociman untrusted CA"
     pki_sign "$OCIMAN_PKI/untrusted" "$OCIMAN_PKI/untrusted-client" "ociman untrusted client" "$client"
     [ "$PKI_CHANGED" = 0 ] || ACTIONS+=("made the test CA and certificates in $OCIMAN_PKI")

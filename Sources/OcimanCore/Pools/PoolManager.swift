@@ -167,8 +167,8 @@ public actor PoolManager {
 
     /// Hands out a ready member that was never handed out, or waits for one to boot.
     public func claim(_ name: String, _ options: PoolClaimOptions) async throws(OcimanError) -> ClaimOutcome {
-        guard pools[name] != nil else { throw Self.unknown(name) }
         try OcimanError.checkBounds(options.ttlSeconds, IntegerBounds.ttlSeconds, field: "ttl_seconds")
+        guard pools[name] != nil else { throw Self.unknown(name) }
         if let session = options.session { try runtime.sessions.requireActive(session) }
         if let member = options.name { try Self.checked { () throws(ValidationError) in try Validation.containerName(member) } }
         let started = ContinuousClock.now
@@ -425,7 +425,13 @@ public actor PoolManager {
         try OcimanError.checkBounds(spec.size, IntegerBounds.poolSize, field: "size")
         try OcimanError.checkBounds(spec.max, IntegerBounds.poolMax, field: "max")
         try OcimanError.checkBounds(spec.bootConcurrency, IntegerBounds.poolBootConcurrency, field: "boot_concurrency")
-        try checked { () throws(ValidationError) in try Validation.runSpec(spec.run) }
+        do {
+            try checked { () throws(ValidationError) in try Validation.runSpec(spec.run) }
+        } catch {
+            // The run specification is the pool's `run` member: its fields are named from there.
+            guard case .invalid(let field, let message) = error else { throw error }
+            throw .invalid(field: field.map { "run." + $0 }, message: message)
+        }
         let refused: [(String, Bool)] = [
             ("run.name", spec.run.name != nil), ("run.session", spec.run.session != nil),
             ("run.ttl_seconds", spec.run.ttlSeconds != nil), ("run.auto_remove", spec.run.autoRemove),

@@ -67,7 +67,9 @@ public final class PoolStore: Sendable {
         }
         guard let stateFile else { return nil }
         do {
-            try SessionStore.write(changed, to: stateFile)
+            // On every claim, so no fsync: a claim must outlive ocimand (else its member could be
+            // handed out again after a restart), but a machine that crashed stopped every member too.
+            try SessionStore.write(changed, to: stateFile, durable: false)
             return nil
         } catch {
             return error
