@@ -8,6 +8,8 @@ SHELL := /bin/bash
 
 SWIFT   ?= swift
 SETUP   := scripts/setup-engines.sh
+# CI adds --fresh-docker-root (.ci/run).
+SETUP_ARGS ?=
 PYTHON  ?= python3
 ARGS    ?=
 BENCH_ARGS ?=
@@ -45,8 +47,13 @@ run:
 ## test: both engines up, then the whole test suite. Integration suites read OCIMAN_TEST_ENGINES.
 test: export OCIMAN_TEST_ENGINES := docker,podman
 test:
-	$(SETUP)
-	$(SWIFT) build --build-tests
+	$(SETUP) --build-deps-only
+	# The machine set-up (mostly downloads: packages, the PostgreSQL root filesystem, the Python
+	# tools) runs while the tests compile; its output follows the build's.
+	setup_log=$$(mktemp); $(SETUP) $(SETUP_ARGS) >"$$setup_log" 2>&1 & setup=$$!; \
+	built=0; $(SWIFT) build --build-tests || built=$$?; \
+	set_up=0; wait $$setup || set_up=$$?; cat "$$setup_log"; rm -f "$$setup_log"; \
+	[ $$built = 0 ] && [ $$set_up = 0 ]
 	# Suites start ocimand processes and real containers with timing assertions (TTL reaping,
 	# readiness waits); on 2 cores running them all at once starves the engines, so one at a time.
 	$(SWIFT) test --no-parallel

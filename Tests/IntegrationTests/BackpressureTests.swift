@@ -81,7 +81,12 @@ struct BackpressureTests {
             // As fast as it can, but bounded: the engine keeps every log byte on disk.
             let id = try await fixture.startBusybox(["sh", "-c", "yes ociman-logs | head -c 200000000; exec sleep 3600"])
             try await withOcimand(engine: engine) { server, client in
-                _ = try await client.get("/containers/\(id)/logs?tail=1")
+                // The log path warmed up before the baseline, by a follow that is closed at once: a
+                // `tail` request would not do, Podman reads a log that is still growing to its end.
+                let warmUp = try StalledReader(
+                    port: server.port, request: StalledReader.request("GET", "/containers/\(id)/logs?follow=true"))
+                #expect(try warmUp.readHead().hasPrefix("HTTP/1.1 200"))
+                warmUp.close()
                 let baseline = try #require(residentBytes(of: server.processIdentifier))
                 let reader = try StalledReader(
                     port: server.port, request: StalledReader.request("GET", "/containers/\(id)/logs?follow=true"))
