@@ -99,7 +99,8 @@ struct RemoteEngineTests {
         server.standardError = FileHandle.nullDevice
         try server.run()
         defer {
-            server.terminate()
+            // s_server outlives SIGTERM.
+            kill(server.processIdentifier, SIGKILL)
             server.waitUntilExit()
         }
         let listening = await eventually(timeout: .seconds(10)) {
