@@ -212,6 +212,18 @@ clean_stale_docker_pidfiles() {
 
 DOCKERD_ARGS=()
 
+# stop_dockerd WHY: stops the running dockerd (its pidfile names it) and waits up to 30 s for it.
+stop_dockerd() {
+    local pid i
+    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+    [ -n "$pid" ] || die "dockerd answers on $DOCKER_SOCK but /var/run/docker.pid is missing ($1)"
+    log "stopping dockerd (pid $pid; $1)"
+    kill "$pid"
+    for ((i = 0; i < 300; i++)); do pid_alive "$pid" || break; sleep 0.1; done
+    pid_alive "$pid" && die "dockerd (pid $pid) did not stop within 30 s"
+    return 0
+}
+
 # --fresh-docker-root: a dockerd already on a fresh root is kept (the script stays idempotent);
 # one on any other root is stopped, and the next start uses a new empty directory.
 use_fresh_docker_root() {
@@ -220,14 +232,7 @@ use_fresh_docker_root() {
         local root
         root=$(curl -s --max-time 5 --unix-socket "$DOCKER_SOCK" http://localhost/info | jq -r .DockerRootDir)
         case "$root" in /tmp/ociman-dockerd-root.*) return 0 ;; esac
-        local pid
-        pid=$(cat /var/run/docker.pid 2>/dev/null || true)
-        [ -n "$pid" ] || die "dockerd answers on $DOCKER_SOCK with data root $root but /var/run/docker.pid is missing"
-        log "stopping dockerd (pid $pid, data root $root) for a fresh data root"
-        kill "$pid"
-        local i
-        for ((i = 0; i < 300; i++)); do pid_alive "$pid" || break; sleep 0.1; done
-        pid_alive "$pid" && die "dockerd (pid $pid) did not stop within 30 s"
+        stop_dockerd "data root $root, for a fresh data root"
         ACTIONS+=("stopped dockerd on $root")
     fi
     DOCKERD_ARGS=(--data-root "$(mktemp -d /tmp/ociman-dockerd-root.XXXXXX)")

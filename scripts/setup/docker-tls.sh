@@ -29,14 +29,7 @@ ensure_docker_tls_config() {
     fi
     ping_sock "$DOCKER_SOCK" || return 0
     docker_tls_answers && return 0
-    local pid
-    pid=$(cat /var/run/docker.pid 2>/dev/null || true)
-    [ -n "$pid" ] || die "dockerd answers without the TLS listener but /var/run/docker.pid is missing"
-    log "restarting dockerd (pid $pid) for its TLS listener on $DOCKER_TLS_ADDRESS"
-    kill "$pid"
-    local i
-    for ((i = 0; i < 300; i++)); do pid_alive "$pid" || break; sleep 0.1; done
-    pid_alive "$pid" && die "dockerd (pid $pid) did not stop within 30 s"
+    stop_dockerd "to restart it with its TLS listener on $DOCKER_TLS_ADDRESS"
     ACTIONS+=("stopped dockerd to add its TLS listener")
 }
 
