@@ -22,6 +22,8 @@ struct IdentifierTests {
                     ("POST", "/containers/{}/wait?timeout=1", "id"), ("GET", "/containers/{}/logs", "id"),
                     ("GET", "/images/{}", "reference"), ("DELETE", "/images/{}?force=true", "reference"),
                     ("HEAD", "/images/{}", "reference"), ("DELETE", "/sessions/{}", "id"),
+                    ("GET", "/exec-sessions/{}", "id"), ("GET", "/pools/{}", "name"), ("DELETE", "/pools/{}", "name"),
+                    ("DELETE", "/pools/web/members/{}", "id"),
                 ]
                 let connection = try await HTTPTestConnection.connect(port: server.port)
                 for segment in segments {
