@@ -24,7 +24,8 @@ extension APIHandler {
         if case .json(let body) = input.body { request = body }
         try OcimanError.checkBounds(request?.timeoutSeconds, IntegerBounds.claimTimeoutSeconds, field: "timeout_seconds")
         let options = PoolClaimOptions(
-            name: request?.name, session: request?.session, ttlSeconds: request?.ttlSeconds,
+            name: request?.name, labels: request?.labels?.additionalProperties ?? [:], session: request?.session,
+            ttlSeconds: request?.ttlSeconds,
             timeout: .seconds(request?.timeoutSeconds ?? 30))
         switch try await pools.claim(input.path.name, options) {
         case .claimed(let container):

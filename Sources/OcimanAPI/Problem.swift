@@ -109,7 +109,6 @@ public struct ProblemMiddleware: ServerMiddleware {
             if let core = error.underlyingError as? OcimanError {
                 return ProblemDocument.response(for: core)
             }
-            if let unimplemented = Self.unimplemented(error.underlyingError) { return unimplemented }
             if error.underlyingError is WebSocketRequired { return WebSocketRequired.response }
             if error.operationInput == nil {
                 // The generated code could not decode the request: the client sent bad input.
@@ -123,11 +122,6 @@ public struct ProblemMiddleware: ServerMiddleware {
         } catch let error as OcimanError {
             return ProblemDocument.response(for: error)
         }
-    }
-
-    private static func unimplemented(_ error: any Error) -> (HTTPResponse, HTTPBody)? {
-        guard let error = error as? NotImplementedYet else { return nil }
-        return ProblemDocument.response(status: 501, bytes: ProblemDocument.render(status: 501, detail: error.description))
     }
 
     /// Decoding errors print their whole coding path; a client needs the gist.

@@ -17,11 +17,14 @@ extension Runtime {
     /// readiness wait that times out or sees the container exit: that container is left for
     /// the client to inspect (or removed on timeout with `auto_remove`).
     public func runContainer(_ spec: RunSpec) async throws(OcimanError) -> Container {
-        try await runContainer(spec, ownLabels: [:])
+        try await runInspectedContainer(spec, ownLabels: [:]).container
     }
 
     /// `ownLabels` are ociman's own (a pool member's), set after the request's were validated.
-    func runContainer(_ spec: RunSpec, ownLabels: [String: String]) async throws(OcimanError) -> Container {
+    /// Answers the engine's inspect from right after the start.
+    func runInspectedContainer(_ spec: RunSpec, ownLabels: [String: String]) async throws(OcimanError)
+        -> InspectedContainer
+    {
         do {
             try Validation.runSpec(spec)
         } catch {
@@ -32,11 +35,42 @@ extension Runtime {
         let reference = try Self.parsedReference(spec.image, field: "image")
         var config = Self.createConfig(for: spec, now: Date())
         config.labels.merge(ownLabels) { $1 }
-        let id = try await createAndStart(spec, reference: reference, config: config)
+        // Create and start run to their end even when the caller is cancelled (its client left, its
+        // pool was deleted): the engine finishes a create whose caller gave up, and that container
+        // would be nobody's. Cancellation is honoured once the id is known, by removing it.
+        let started = await Task { [config] () async -> Result<String, OcimanError> in
+            do throws(OcimanError) {
+                return .success(try await self.createAndStart(spec, reference: reference, config: config))
+            } catch {
+                return .failure(error)
+            }
+        }.value
+        let id = try started.get()
+        if Task.isCancelled {
+            await removeQuietly(id)
+            throw OcimanError(converting: CancellationError(), context: "running a container")
+        }
 
+        // One inspect, right after the start, serves the TCP probe (its host port) and the answer:
+        // nothing in it changes while the container runs, and a stop during the wait fails the
+        // wait. Taken before the wait, it adds nothing to the time from ready to the answer.
+        let inspected: InspectedContainer
+        do {
+            inspected = try await onContainer(id) { try await engine.inspectContainer(id) }
+        } catch .notFound where spec.autoRemove {
+            // It already exited and the engine removed it; answer with what the request made.
+            return InspectedContainer(
+                container: Container(
+                    id: id, name: spec.name ?? "", image: spec.image,
+                    state: ContainerState(status: "removed", running: false), labels: config.labels, ports: [],
+                    ipAddress: nil, created: config.labels[ManagedLabels.created] ?? ""))
+        } catch {
+            await removeQuietly(id)
+            throw error
+        }
         do {
             if let wait = spec.wait {
-                try await awaitReadiness(id, wait, autoRemove: spec.autoRemove)
+                try await awaitReadiness(id, wait, inspected: inspected, autoRemove: spec.autoRemove)
             }
         } catch {
             switch error {
@@ -47,15 +81,7 @@ extension Runtime {
             }
             throw error
         }
-        do {
-            return try await inspect(id)
-        } catch .notFound where spec.autoRemove {
-            // It already exited and the engine removed it; answer with what the request made.
-            return Container(
-                id: id, name: spec.name ?? "", image: spec.image,
-                state: ContainerState(status: "removed", running: false), labels: config.labels, ports: [],
-                ipAddress: nil, created: config.labels[ManagedLabels.created] ?? "")
-        }
+        return inspected
     }
 
     /// Creates and starts the container; a container that fails to start is removed. A host port
@@ -208,7 +234,9 @@ extension Runtime {
 
     /// By full id, unique id prefix or name.
     public func inspect(_ id: String) async throws(OcimanError) -> Container {
-        try await onContainer(id) { try await engine.inspectContainer(id) }.container
+        var container = try await onContainer(id) { try await engine.inspectContainer(id) }.container
+        if let claimed = pools.claimLabels(container.id) { container.labels.merge(claimed) { $1 } }
+        return container
     }
 
     /// All containers, stopped ones too, that carry every label filter (`key` or `key=value`)
@@ -220,7 +248,28 @@ extension Runtime {
         } catch {
             throw OcimanError(error)
         }
-        return try await OcimanError.wrap { try await engine.listContainers(labels: labels, name: name) }
+        var listed = try await OcimanError.wrap { try await engine.listContainers(labels: labels, name: name) }
+        guard pools.anyClaimHasLabels else { return listed }
+        // Claimed pool members carry their claimers' labels only here: the engine's filter cannot
+        // see them, so every member is matched against it here, with the labels it shows.
+        if !labels.isEmpty {
+            let known = Set(listed.map(\.id))
+            let members = try await OcimanError.wrap {
+                try await engine.listContainers(labels: [ManagedLabels.pool], name: name)
+            }
+            listed += members.filter { !known.contains($0.id) }
+        }
+        return listed.compactMap { summary in
+            var shown = summary
+            if let claimed = pools.claimLabels(summary.id) { shown.labels.merge(claimed) { $1 } }
+            return labels.allSatisfy { Self.label(filter: $0, matches: shown.labels) } ? shown : nil
+        }
+    }
+
+    /// The engines' label filter: `key` wants the label present, `key=value` that value.
+    static func label(filter: String, matches labels: [String: String]) -> Bool {
+        guard let equals = filter.firstIndex(of: "=") else { return labels[filter] != nil }
+        return labels[String(filter[..<equals])] == String(filter[filter.index(after: equals)...])
     }
 
     /// Runs an engine call about container `id`: an unknown one is "no such container", every

@@ -52,7 +52,10 @@ extension Runtime {
     static let execProbeDelayCap = Duration.milliseconds(8)
     static let problemLogLines = 50
 
-    func awaitReadiness(_ id: String, _ wait: ReadinessWait, autoRemove: Bool) async throws(OcimanError) {
+    /// `inspected`: the container as the engine reported it right after the start.
+    func awaitReadiness(
+        _ id: String, _ wait: ReadinessWait, inspected: InspectedContainer, autoRemove: Bool
+    ) async throws(OcimanError) {
         var conditions: [ReadinessCondition] = []
         if let port = wait.tcpPort { conditions.append(.tcp(port: port)) }
         if let log = wait.log { conditions.append(.log(pattern: log.pattern, occurrences: log.occurrences)) }
@@ -62,7 +65,6 @@ extension Runtime {
 
         var probeTarget: TCPTarget?
         if let port = wait.tcpPort {
-            let inspected = try await OcimanError.wrap("container \(id)") { try await engine.inspectContainer(id) }
             if let target = Self.probeTarget(for: port, in: inspected.container.ports) {
                 probeTarget = TCPTarget(
                     host: target.host, hostPort: target.port, containerPort: port, pid: inspected.processID)

@@ -48,6 +48,32 @@ struct EventsTests {
         }
     }
 
+    @Test("clients that leave release their engine event streams", arguments: TestEngines.available)
+    func leavingReleasesEngineStreams(engine: String) async throws {
+        try await withOcimand(engine: engine) { server, client in
+            let before = engineConnections(of: server.processIdentifier)
+            var streams: [EventStream] = []
+            for _ in 0..<8 {
+                let stream = try await EventStream.open(server, "/events?heartbeat_seconds=1")
+                _ = try await stream.next(within: .seconds(5))
+                streams.append(stream)
+            }
+            let during = engineConnections(of: server.processIdentifier)
+            #expect(during >= before + 8, "8 event streams hold \(during - before) engine connections")
+            for stream in streams { await stream.close() }
+            let released = try await eventually(timeout: .seconds(10)) {
+                engineConnections(of: server.processIdentifier) <= before
+            }
+            #expect(released, "ocimand still holds \(engineConnections(of: server.processIdentifier)) engine connections, \(before) before")
+            let metrics = try await client.get("/metrics").text
+            let abandoned = metrics.split(separator: "\n").first {
+                $0.hasPrefix("ociman_http_response_streams_total{") && $0.contains("route=\"/events\"")
+                    && $0.contains("outcome=\"abandoned\"")
+            }
+            #expect(abandoned.flatMap { $0.split(separator: " ").last.flatMap { Double($0) } } == 8, "\(abandoned ?? "no abandoned /events streams")")
+        }
+    }
+
     @Test("since, until, container and type filters replay past events and end the stream", arguments: TestEngines.available)
     func replayWithFilters(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)

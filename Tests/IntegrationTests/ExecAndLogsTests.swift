@@ -399,21 +399,6 @@ private func readEvents(_ connection: HTTPTestConnection) async throws -> [Timed
     return events
 }
 
-/// Unix-socket connections the process holds (its engine connections: ocimand listens on TCP here).
-private func engineConnections(of pid: Int32) -> Int {
-    let unixInodes = Set(
-        String(decoding: FileHandle(forReadingAtPath: "/proc/net/unix")?.readDataToEndOfFile() ?? Data(), as: UTF8.self)
-            .split(separator: "\n").dropFirst()
-            .compactMap { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst(6).first.map(String.init) })
-    let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
-    return descriptors.filter { descriptor in
-        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
-            target.hasPrefix("socket:[")
-        else { return false }
-        return unixInodes.contains(String(target.dropFirst(8).dropLast()))
-    }.count
-}
-
 private func isRFC3339(_ text: String) -> Bool {
     text.range(of: #"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$"#, options: .regularExpression) != nil
 }

@@ -89,6 +89,44 @@ struct PoolTests {
         }
     }
 
+    @Test("after SIGKILL mid-boot, the next start keeps claimed and ready members and removes the booting ones", arguments: TestEngines.available)
+    func killMidBoot(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let pool = "p\(fixture.runID)"
+        let state = try StateDirectory()
+        try await fixture.withCleanup {
+            let first = try await OcimandProcess.start(engine: engine, arguments: state.arguments)
+            let client = OcimandClient(baseURL: first.baseURL)
+            // One boot at a time, so replacements are still booting when the process dies.
+            try await client.putPool(pool, Self.spec(fixture, size: 6, max: 8, concurrency: 1))
+            try await client.waitForReady(pool, count: 2)
+            var claimed: Set<String> = []
+            for _ in 0..<2 {
+                let claim = try await client.post("/pools/\(pool)/claim", json: [:])
+                claimed.insert(try #require(try claim.object()["id"] as? String, "\(claim.text)"))
+            }
+            kill(first.processIdentifier, SIGKILL)
+            first.stop()
+            // What the killed process left: claimed members, the ready ones its state file lists,
+            // and the one it was booting, unless the kill came before that boot's create.
+            let left = Set(try await fixture.poolMembers(pool))
+            let ready = try Self.readyMembers(pool, in: state, engine: engine)
+            #expect(claimed.isSubset(of: left) && ready.isSubset(of: left))
+            #expect(left.subtracting(claimed).subtracting(ready).count <= 1)
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                let status = try await client.get("/pools/\(pool)").object()
+                #expect(status["claimed"] as? Int == 2)
+                // Of what the killed process left, only the claimed and the ready remain.
+                #expect(Set(try await fixture.poolMembers(pool)).intersection(left) == claimed.union(ready))
+                let next = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+                let nextID = try #require(try next.object()["id"] as? String, "\(next.text)")
+                #expect(!claimed.contains(nextID))
+                #expect(try await client.delete("/pools/\(pool)").status == 204)
+                #expect(Set(try await fixture.poolMembers(pool)) == claimed.union([nextID]))
+            }
+        }
+    }
+
     @Test("deleting a pool removes every member not handed out, booting ones too", arguments: TestEngines.available)
     func deleteLeavesNothing(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
@@ -208,6 +246,41 @@ struct PoolTests {
         }
     }
 
+    @Test("a claim's labels show in inspect and list and match list's label filter; ociman's own keys are refused", arguments: TestEngines.available)
+    func claimLabels(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let pool = "p\(fixture.runID)"
+        let state = try StateDirectory()
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                try await client.putPool(pool, Self.spec(fixture, size: 2, max: 2))
+                try await client.waitForReady(pool, count: 2)
+                let tag = "ociman.test.claimer"
+                let refused = try await client.post("/pools/\(pool)/claim", json: ["labels": ["ociman.session": "x"]])
+                #expect(refused.status == 400, "\(refused.text)")
+                #expect(try refused.object()["detail"].map { "\($0)" }?.contains("ociman.session") == true)
+                let claim = try await client.post("/pools/\(pool)/claim", json: ["labels": [tag: fixture.runID]])
+                let claimed = try claim.object()
+                let id = try #require(claimed["id"] as? String, "\(claim.text)")
+                #expect((claimed["labels"] as? [String: String])?[tag] == fixture.runID)
+                let inspected = try await client.get("/containers/\(id)").object()
+                #expect((inspected["labels"] as? [String: String])?[tag] == fixture.runID)
+                // The filter finds the claimed member and nothing else: not the pool's other member.
+                for filter in ["\(tag)=\(fixture.runID)", tag] {
+                    let listed = try await client.get("/containers?label=\(filter)").array()
+                    let ids = listed.compactMap { $0["id"] as? String }
+                    #expect(ids == [id], "label=\(filter): \(ids)")
+                    #expect((listed.first?["labels"] as? [String: String])?[tag] == fixture.runID)
+                }
+                #expect(try await client.get("/containers?label=\(tag)=other").array().isEmpty)
+                // Labels the engine has still filter as before.
+                let byPool = try await client.get("/containers?label=ociman.pool=\(pool)").array()
+                #expect(byPool.contains { $0["id"] as? String == id })
+                #expect(try await client.delete("/pools/\(pool)").status == 204)
+            }
+        }
+    }
+
     @Test("a pool of a committed seed snapshot hands out already-seeded members", arguments: TestEngines.available)
     func snapshotPool(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
@@ -254,6 +327,15 @@ struct PoolTests {
             }
             #expect(try await client.get("/pools/bad\(fixture.runID)").status == 404)
         }
+    }
+
+    /// The ready members a pool's state file lists (`pools-<engine>.json` in the state directory).
+    static func readyMembers(_ pool: String, in state: StateDirectory, engine: String) throws -> Set<String> {
+        let file = "\(state.path)/pools-\(TestEngines.backend(for: engine)).json"
+        let saved = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any]
+        let pools = saved?["pools"] as? [String: Any]
+        let stored = pools?[pool] as? [String: Any]
+        return Set(try #require(stored?["ready"] as? [String], "no ready list for \(pool) in \(file)"))
     }
 
     /// A busybox server that is ready once its port answers.

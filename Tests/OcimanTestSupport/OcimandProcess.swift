@@ -131,3 +131,18 @@ public struct TestSupportError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }
+
+/// Unix-socket connections the process holds (its engine connections: ocimand listens on TCP here).
+public func engineConnections(of pid: Int32) -> Int {
+    let unixInodes = Set(
+        String(decoding: FileHandle(forReadingAtPath: "/proc/net/unix")?.readDataToEndOfFile() ?? Data(), as: UTF8.self)
+            .split(separator: "\n").dropFirst()
+            .compactMap { $0.split(separator: " ", omittingEmptySubsequences: true).dropFirst(6).first.map(String.init) })
+    let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd")) ?? []
+    return descriptors.filter { descriptor in
+        guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/fd/\(descriptor)"),
+            target.hasPrefix("socket:[")
+        else { return false }
+        return unixInodes.contains(String(target.dropFirst(8).dropLast()))
+    }.count
+}

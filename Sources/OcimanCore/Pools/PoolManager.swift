@@ -16,13 +16,39 @@ public actor PoolManager {
 
     private struct Waiter {
         var id: UUID
-        var continuation: CheckedContinuation<String?, Never>
+        var continuation: CheckedContinuation<Member?, Never>
+    }
+
+    /// A member handed to a claim: its id and, when this process booted it, its boot's inspect
+    /// and its main process's start time on this host (nil when this host cannot see it).
+    private struct Member: Sendable {
+        var id: String
+        var inspected: InspectedContainer?
+        var processStartTime: UInt64?
+
+        init(id: String) {
+            self.id = id
+        }
+
+        init(booted: InspectedContainer) {
+            id = booted.container.id
+            inspected = booted
+            processStartTime = booted.processID > 0 ? HostProcessTree.startTime(of: Int32(clamping: booted.processID)) : nil
+        }
+
+        /// Whether the main process still runs, as this host's `/proc` tells; nil when it cannot.
+        var isAlive: Bool? {
+            guard let inspected, let processStartTime else { return nil }
+            return HostProcessTree.startTime(of: Int32(clamping: inspected.processID)) == processStartTime
+        }
     }
 
     private struct Live {
         var spec: PoolSpec
         var key: String
         var ready: [String]
+        /// Ready members booted by this process, with what their boot learnt.
+        var booted: [String: Member] = [:]
         var claimed: Int
         var booting: [UUID: Task<Void, Never>] = [:]
         var waiters: [Waiter] = []
@@ -116,6 +142,7 @@ public actor PoolManager {
             if live.key != key {
                 logger.info("pool specification changed: draining", metadata: ["pool": "\(name)", "members": "\(drained.count)"])
                 live.ready = []
+                live.booted = [:]
                 live.failures = 0
                 live.pausedUntil = nil
             }
@@ -171,19 +198,26 @@ public actor PoolManager {
         guard pools[name] != nil else { throw Self.unknown(name) }
         if let session = options.session { try runtime.sessions.requireActive(session) }
         if let member = options.name { try Self.checked { () throws(ValidationError) in try Validation.containerName(member) } }
+        try Self.checked { () throws(ValidationError) in try Validation.callerLabels(options.labels) }
         let started = ContinuousClock.now
         while true {
-            guard let id = try await take(name, within: options.timeout - (ContinuousClock.now - started)) else {
+            guard let member = await take(name, within: options.timeout - (ContinuousClock.now - started)) else {
                 guard let live = pools[name] else { throw Self.unknown(name) }
                 return .noneReady(
                     detail: "no member of pool \(name) became ready within \(options.timeout)"
                         + (live.lastError.map { " (the last boot failed: \($0))" } ?? ""),
                     retryAfterSeconds: Int(live.lastBoot.components.seconds) + 1)
             }
-            // A member can die after its wait passed and before its death event arrived: the
-            // inspect the answer needs anyway tells, and such a member is never handed out.
-            guard let container = try? await runtime.inspect(id), container.state.running else {
-                await discard(id, of: name)
+            // A member can die after its wait passed and before its death event arrived; such a
+            // member is never handed out. Its main process, when this host sees it, tells at once;
+            // else an inspect does.
+            let container: Container
+            if let inspected = member.inspected, member.isAlive == true {
+                container = inspected.container
+            } else if let current = try? await runtime.inspect(member.id), current.state.running {
+                container = current
+            } else {
+                await discard(member.id, of: name)
                 continue
             }
             Timer(label: "ociman_pool_claim_wait_seconds", dimensions: [("pool", name)])
@@ -232,14 +266,17 @@ public actor PoolManager {
 
     /// The oldest ready member, or one that becomes ready within `timeout` (booting one when
     /// the pool has room); nil when none does.
-    private func take(_ name: String, within timeout: Duration) async -> String? {
+    /// A ready member (with its boot's inspect when this process booted it), or one booted for
+    /// this claim within `timeout`.
+    private func take(_ name: String, within timeout: Duration) async -> Member? {
         guard var live = pools[name] else { return nil }
         if !live.ready.isEmpty {
             // Written with the claim (`handOut`): one synchronous write per claim.
             let id = live.ready.removeFirst()
+            let member = live.booted.removeValue(forKey: id) ?? Member(id: id)
             pools[name] = live
             replenish(name)
-            return id
+            return member
         }
         guard timeout > .zero else { return nil }
         let waiterID = UUID()
@@ -266,9 +303,12 @@ public actor PoolManager {
     {
         let expiresAt = options.ttlSeconds.map { Int64(Date().timeIntervalSince1970) + Int64($0) }
         pools[name]?.claimed += 1
-        persist(name, claim: (container.id, PoolStore.Claim(pool: name, session: options.session, expiresAt: expiresAt)))
+        let claim = PoolStore.Claim(
+            pool: name, session: options.session, expiresAt: expiresAt, labels: options.labels.isEmpty ? nil : options.labels)
+        persist(name, claim: (container.id, claim))
         Counter(label: "ociman_pool_claims_total", dimensions: [("pool", name)]).increment()
         var claimed = container
+        claimed.labels.merge(store.claimLabels(container.id) ?? [:]) { $1 }
         if let newName = options.name {
             do {
                 try await runtime.engine.renameContainer(container.id, to: newName)
@@ -310,10 +350,10 @@ public actor PoolManager {
     private func boot(_ name: String, key: String, run: RunSpec, token: UUID) async {
         let started = ContinuousClock.now
         do {
-            let container = try await runtime.runContainer(run, ownLabels: [
+            let member = try await runtime.runInspectedContainer(run, ownLabels: [
                 ManagedLabels.pool: name, ManagedLabels.poolKey: key,
             ])
-            booted(container.id, name, key: key, token: token, took: ContinuousClock.now - started)
+            booted(member, name, key: key, token: token, took: ContinuousClock.now - started)
         } catch {
             // A member that timed out or exited during its wait is left by the run: remove it.
             switch error {
@@ -324,7 +364,8 @@ public actor PoolManager {
         }
     }
 
-    private func booted(_ id: String, _ name: String, key: String, token: UUID, took: Duration) {
+    private func booted(_ member: InspectedContainer, _ name: String, key: String, token: UUID, took: Duration) {
+        let id = member.container.id
         guard var live = pools[name], live.booting.removeValue(forKey: token) != nil, live.key == key, !Task.isCancelled
         else {
             // Deleted, drained or stopping meanwhile: the member has no pool.
@@ -338,9 +379,10 @@ public actor PoolManager {
         live.lastError = nil
         live.pausedUntil = nil
         if !live.waiters.isEmpty {
-            live.waiters.removeFirst().continuation.resume(returning: id)
+            live.waiters.removeFirst().continuation.resume(returning: Member(booted: member))
         } else {
             live.ready.append(id)
+            live.booted[id] = Member(booted: member)
         }
         pools[name] = live
         persist(name)
@@ -391,6 +433,7 @@ public actor PoolManager {
             return
         }
         pools[name]?.ready.remove(at: index)
+        pools[name]?.booted[event.id] = nil
         persist(name)
         Task { await discard(event.id, of: name) }
     }

@@ -45,13 +45,19 @@ public struct PoolStatus: Sendable, Equatable {
 /// What a claim asks for the member it takes.
 public struct PoolClaimOptions: Sendable, Equatable {
     public var name: String?
+    /// Added to the member's labels as inspect and list report them (kept by ociman).
+    public var labels: [String: String]
     public var session: String?
     public var ttlSeconds: Int?
     /// How long to wait for a member when none is ready.
     public var timeout: Duration
 
-    public init(name: String? = nil, session: String? = nil, ttlSeconds: Int? = nil, timeout: Duration = .seconds(30)) {
+    public init(
+        name: String? = nil, labels: [String: String] = [:], session: String? = nil, ttlSeconds: Int? = nil,
+        timeout: Duration = .seconds(30)
+    ) {
         self.name = name
+        self.labels = labels
         self.session = session
         self.ttlSeconds = ttlSeconds
         self.timeout = timeout

@@ -21,6 +21,8 @@ public final class PoolStore: Sendable {
         var expiresAt: Int64?
         /// Given back (`DELETE /pools/{name}/members/{id}`): being removed.
         var released: Bool?
+        /// The claimer's labels: an engine cannot relabel a container, so ociman keeps them.
+        var labels: [String: String]?
     }
 
     struct State: Codable, Equatable {
@@ -76,13 +78,18 @@ public final class PoolStore: Sendable {
         }
     }
 
-    /// The labels the reaper judges a claimed pool member by (its claim's session and
-    /// time-to-live), nil for any other container.
+    /// The labels a claim adds to a pool member (the claimer's, its session and time-to-live),
+    /// which inspect, list and the reaper see on top of the engine's; nil for any other container.
     public func claimLabels(_ containerID: String) -> [String: String]? {
         guard let claim = state.withLock({ $0.claims[containerID] }) else { return nil }
-        var labels: [String: String] = [:]
+        var labels = claim.labels ?? [:]
         if let session = claim.session { labels[ManagedLabels.session] = session }
         if let expiresAt = claim.expiresAt { labels[ManagedLabels.expiresAt] = String(expiresAt) }
         return labels
+    }
+
+    /// Whether some claim carries labels of its claimer, which only ociman can match.
+    public var anyClaimHasLabels: Bool {
+        state.withLock { $0.claims.values.contains { !($0.labels ?? [:]).isEmpty } }
     }
 }

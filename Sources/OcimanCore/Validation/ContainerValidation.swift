@@ -22,11 +22,7 @@ extension Validation {
             try arguments(entrypoint, field: "entrypoint")
         }
         try environment(spec.env)
-        try labels(spec.labels)
-        if let key = spec.labels.keys.sorted().first(where: ManagedLabels.reserved.contains) {
-            throw ValidationError(
-                field: "labels.\(key)", message: "label \"\(key)\" is set by ociman itself (use ttl_seconds or session)")
-        }
+        try callerLabels(spec.labels)
         for (index, publish) in spec.publish.enumerated() { try self.publish(publish, field: "publish[\(index)]") }
         for (index, mount) in spec.mounts.enumerated() { try self.mount(mount, field: "mounts[\(index)]") }
         if let workdir = spec.workdir, !workdir.hasPrefix("/") {
@@ -118,6 +114,15 @@ extension Validation {
 
     /// A list filter `key` or `key=value`, checked like a label; returned as the engines take it.
     /// Errors name the query parameter itself.
+    /// Labels a caller gives a container (run or claim): well formed and none of ociman's own.
+    public static func callerLabels(_ given: [String: String]) throws(ValidationError) {
+        try labels(given)
+        if let key = given.keys.sorted().first(where: ManagedLabels.reserved.contains) {
+            throw ValidationError(
+                field: "labels.\(key)", message: "label \"\(key)\" is set by ociman itself (use ttl_seconds or session)")
+        }
+    }
+
     public static func labelFilter(_ filter: String, field: String = "label") throws(ValidationError) -> String {
         do {
             guard let equals = filter.firstIndex(of: "=") else {
