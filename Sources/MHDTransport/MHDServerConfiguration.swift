@@ -16,13 +16,14 @@ public struct MHDServerConfiguration: Sendable {
     /// Closes connections idle this long (also bounds slow request bodies between reads).
     public var idleTimeoutSeconds: Int = 60
     /// libmicrohttpd's per-connection pool: request line and headers must fit. A head too big for
-    /// it is refused by libmicrohttpd itself (414/431 with an HTML body), so the transport's own,
-    /// smaller caps below come first and answer with a problem document.
+    /// it would be refused by libmicrohttpd itself (414/431 with an HTML body), so the transport's
+    /// own, smaller caps below must stay under it: they come first and answer with a problem document.
     public var connectionMemoryLimit: Int = 64 * 1024
     /// Request target (path and query) bytes; more is 414.
     public var maxTargetBytes: Int = 16 * 1024
     /// Request head bytes (request line, headers, line ends); more is 431.
     public var maxHeadBytes: Int = 32 * 1024
+    var headLimits: HeadSyntax.Limits { HeadSyntax.Limits(targetBytes: maxTargetBytes, headBytes: maxHeadBytes) }
     /// Request body bytes buffered before the connection is paused.
     public var requestBodyBufferBytes: Int = 1 << 20
     /// Response bytes buffered before a streaming handler is made to wait.
