@@ -21,8 +21,9 @@ import Synchronization
 /// Left to libmicrohttpd (HTML answers remain there): heads after the first on a kept-alive
 /// connection, including pipelined ones that arrive with the first (libmicrohttpd reads ahead
 /// into its own buffer, so they cannot be gated without copying every byte through a proxy, or a
-/// thread hop per request), and chunked-body framing, which libmicrohttpd decodes before any
-/// callback sees the body. `RequestHead` still checks every head that reaches the access handler.
+/// thread hop per request), and the framing of chunks that arrive after the first peek, which
+/// libmicrohttpd decodes before any callback sees the body (the chunks that come with the head
+/// are checked here). `RequestHead` still checks every head that reaches the access handler.
 final class ConnectionGate: @unchecked Sendable {
     struct Settings {
         var limits: HeadSyntax.Limits
@@ -236,7 +237,15 @@ final class ConnectionGate: @unchecked Sendable {
             return
         }
         guard received > 0 else { return }
-        switch HeadSyntax.check(UnsafeRawBufferPointer(rebasing: peekBuffer[..<received]), limits: settings.limits) {
+        let peeked = UnsafeRawBufferPointer(rebasing: peekBuffer[..<received])
+        var verdict = HeadSyntax.check(peeked, limits: settings.limits)
+        // The chunked body bytes that came with the head: the only ones the gate can see.
+        if case .complete(let length, chunked: true) = verdict,
+            let refusal = HeadSyntax.checkChunkedPrefix(UnsafeRawBufferPointer(rebasing: peeked[length...]))
+        {
+            verdict = .refused(refusal)
+        }
+        switch verdict {
         case .complete:
             pending[descriptor] = nil
             _ = epoll_ctl(epoll, EPOLL_CTL_DEL, descriptor, nil)

@@ -2,7 +2,8 @@ import CMicroHTTPD
 import Glibc
 import Synchronization
 
-/// One client connection, from libmicrohttpd's "started" notification to its "closed" one.
+/// One client connection, from accept (`ConnectionGate`) until it is closed: by the gate, or by
+/// libmicrohttpd after its "closed" notification.
 ///
 /// Holds what outlives a request: when the next request head must be in by, and whether the
 /// transport has already answered the connection on its own (408, 503) and shut its socket, after
@@ -125,8 +126,8 @@ struct ClientAddress: Hashable, Sendable {
 ///
 /// libmicrohttpd's own caps answer nothing: past its global limit it stops accepting, so clients
 /// wait unanswered in the listen backlog, and past its per-address limit it closes silently.
-/// The transport gives libmicrohttpd room for a few more connections than this table admits and
-/// answers every connection over a cap with a 503 the moment it is accepted.
+/// So the gate admits here at accept, answers every connection over a cap with a 503 at once, and
+/// hands libmicrohttpd only admitted ones.
 final class ConnectionTable: Sendable {
     enum Admission {
         case admitted

@@ -26,8 +26,9 @@ enum HeadSyntax {
     enum Verdict: Equatable {
         /// Not all of it yet; `requestLine` tells whether the request line is in.
         case incomplete(requestLine: Bool)
-        /// The head is whole and sound: `length` bytes, up to and including the empty line.
-        case complete(length: Int)
+        /// The head is whole and sound: `length` bytes, up to and including the empty line;
+        /// `chunked` when a chunked body follows.
+        case complete(length: Int, chunked: Bool)
         case refused(HeadRefusal)
     }
 
@@ -68,11 +69,10 @@ enum HeadSyntax {
                 if next > limits.headBytes { return tooLarge(limits) }
                 if contentEnd == position {
                     do {
-                        try checkFraming(fields, http10: http10)
+                        return .complete(length: next, chunked: try checkFraming(fields, http10: http10))
                     } catch {
                         return .refused(error)
                     }
-                    return .complete(length: next)
                 }
                 do {
                     fields.append(try fieldLine(UnsafeRawBufferPointer(rebasing: bytes[position..<contentEnd])))
@@ -86,7 +86,9 @@ enum HeadSyntax {
 
     /// RFC 9112 §3.2, §6.1, §6.3, on the values as sent (libmicrohttpd trims leading whitespace
     /// only): shared with `RequestHead`, which applies it to every head libmicrohttpd parsed.
-    static func checkFraming(_ fields: [(name: String, value: String)], http10: Bool) throws(HeadRefusal) {
+    /// True when the body is chunked.
+    @discardableResult
+    static func checkFraming(_ fields: [(name: String, value: String)], http10: Bool) throws(HeadRefusal) -> Bool {
         func values(_ lowercasedName: String) -> [String] {
             fields.filter { $0.name.lowercased() == lowercasedName }.map(\.value)
         }
@@ -103,7 +105,7 @@ enum HeadSyntax {
         if let length = lengths.first, !length.utf8.allSatisfy({ isDigit($0) }) || Int64(length) == nil {
             throw HeadRefusal(status: .badRequest, detail: "Content-Length must be a decimal number of bytes below 2^63")
         }
-        guard !codings.isEmpty else { return }
+        guard !codings.isEmpty else { return false }
         if !lengths.isEmpty {
             throw HeadRefusal(status: .badRequest, detail: "Content-Length together with Transfer-Encoding")
         }
@@ -124,6 +126,76 @@ enum HeadSyntax {
         if codings[0].lowercased() != "chunked" {
             throw HeadRefusal(status: .badRequest, detail: "malformed Transfer-Encoding header")
         }
+        return true
+    }
+
+    /// The start of a chunked body (RFC 9112 §7.1), as far as it has arrived: refused where
+    /// libmicrohttpd would answer its own HTML 400 (a chunk size that is not hexadecimal, data
+    /// not followed by a line end) or where it is looser than the RFC (a bare CR, a trailer field
+    /// line that is not one). Chunks that arrive later are libmicrohttpd's alone to decode.
+    static func checkChunkedPrefix(_ bytes: UnsafeRawBufferPointer) -> HeadRefusal? {
+        let malformed = HeadRefusal(status: .badRequest, detail: "malformed chunked body: a chunk size line must be hexadecimal digits, then CRLF")
+        var position = 0
+        while position < bytes.count {
+            let sizeLine: (contentEnd: Int, next: Int)
+            switch lineEnd(bytes, from: position) {
+            case .bareCR:
+                return HeadRefusal(status: .badRequest, detail: "malformed chunked body: a CR not followed by LF")
+            case .missing:
+                // What is here of the size must already be hexadecimal digits.
+                var end = bytes[position...].firstIndex(of: UInt8(ascii: ";")) ?? bytes.count
+                if end == bytes.count, bytes[end - 1] == cr { end -= 1 }
+                return bytes[position..<end].allSatisfy(isHexDigit) ? nil : malformed
+            case .found(let contentEnd, let next):
+                sizeLine = (contentEnd, next)
+            }
+            let sizeEnd = bytes[position..<sizeLine.contentEnd].firstIndex(of: UInt8(ascii: ";")) ?? sizeLine.contentEnd
+            guard sizeEnd > position, bytes[position..<sizeEnd].allSatisfy(isHexDigit) else { return malformed }
+            guard let size = UInt64(String(decoding: bytes[position..<sizeEnd], as: UTF8.self), radix: 16) else {
+                return HeadRefusal(status: .badRequest, detail: "malformed chunked body: a chunk size over 2^64")
+            }
+            position = sizeLine.next
+            if size == 0 { return trailerRefusal(bytes, from: position) }
+            guard size <= UInt64(bytes.count - position) else { return nil }
+            position += Int(size)
+            // The data's line end.
+            guard position < bytes.count else { return nil }
+            if bytes[position] == lf {
+                position += 1
+            } else if bytes[position] == cr, position + 1 == bytes.count {
+                return nil
+            } else if bytes[position] == cr, bytes[position + 1] == lf {
+                position += 2
+            } else {
+                return HeadRefusal(status: .badRequest, detail: "malformed chunked body: chunk data longer than its size, or not followed by CRLF")
+            }
+        }
+        return nil
+    }
+
+    /// The trailer section after the last chunk, up to its empty line; what follows is the next request.
+    private static func trailerRefusal(_ bytes: UnsafeRawBufferPointer, from start: Int) -> HeadRefusal? {
+        var position = start
+        while true {
+            switch lineEnd(bytes, from: position) {
+            case .missing:
+                return nil
+            case .bareCR:
+                return HeadRefusal(status: .badRequest, detail: "malformed chunked body: a CR not followed by LF")
+            case .found(let contentEnd, let next):
+                if contentEnd == position { return nil }
+                do {
+                    _ = try fieldLine(UnsafeRawBufferPointer(rebasing: bytes[position..<contentEnd]))
+                } catch {
+                    return HeadRefusal(status: .badRequest, detail: "malformed chunked body trailer: \(error.detail)")
+                }
+                position = next
+            }
+        }
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        isDigit(byte) || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains(byte | 0x20)
     }
 
     // MARK: - Lines

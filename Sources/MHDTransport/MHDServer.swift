@@ -7,8 +7,9 @@ import WebSockets
 
 /// swift-openapi-runtime's `ServerTransport` on libmicrohttpd.
 ///
-/// libmicrohttpd owns the sockets and parses HTTP on a small epoll thread pool; every request
-/// becomes a Swift task. Connections are suspended (never polled) while a handler is working
+/// `ConnectionGate` accepts connections and holds each until its first request head is in and
+/// sound; then libmicrohttpd owns the socket and parses HTTP on a small epoll thread pool; every
+/// request becomes a Swift task. Connections are suspended (never polled) while a handler is working
 /// or a streamed body has nothing to send, so idle streams cost no CPU.
 public final class MHDServer: ServerTransport, Sendable {
     public typealias Handler = @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (
@@ -157,7 +158,9 @@ public final class MHDServer: ServerTransport, Sendable {
 
     /// The gate found a connection's first head complete and sound: libmicrohttpd takes it over.
     private func handOver(_ descriptor: Int32, _ context: ConnectionContext, _ address: UnsafePointer<sockaddr>, _ length: socklen_t) {
-        handedOver.withLock { $0[descriptor] = context }
+        // An entry left under this descriptor number is a connection libmicrohttpd closed without
+        // a notification (its worker failed to take it on): the number is free again, so that one is gone.
+        if let stale = handedOver.withLock({ $0.updateValue(context, forKey: descriptor) }) { connections.remove(stale) }
         guard let running = daemon.withLock({ $0 })?.pointer else {
             handedOver.withLock { _ = $0.removeValue(forKey: descriptor) }
             _ = Glibc.close(descriptor)

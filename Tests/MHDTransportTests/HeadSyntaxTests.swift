@@ -46,8 +46,9 @@ import Testing
     @Test(arguments: sound)
     func soundHeadIsCompleteAtItsEnd(_ head: String) {
         let bytes = Array(head.utf8)
-        #expect(Self.verdict(bytes + Array("GARBAGE after the head\0\r\r".utf8)) == .complete(length: bytes.count))
-        #expect(Self.verdict(bytes) == .complete(length: bytes.count))
+        let chunked = head.lowercased().contains("transfer-encoding")
+        #expect(Self.verdict(bytes + Array("GARBAGE after the head\0\r\r".utf8)) == .complete(length: bytes.count, chunked: chunked))
+        #expect(Self.verdict(bytes) == .complete(length: bytes.count, chunked: chunked))
     }
 
     @Test(arguments: sound)
@@ -164,7 +165,56 @@ import Testing
         let filler = String(repeating: "a", count: Self.limits.headBytes - prefix.utf8.count - 4)
         let exact = Self.bytes(prefix + filler + "\r\n\r\n")
         #expect(exact.count == Self.limits.headBytes)
-        #expect(Self.verdict(exact) == .complete(length: exact.count))
+        #expect(Self.verdict(exact) == .complete(length: exact.count, chunked: false))
         #expect(Self.status(Self.verdict(Self.bytes(prefix + filler + "a\r\n\r\n"))) == 431)
+    }
+
+    // MARK: - Chunked body bytes that arrive with the head
+
+    static func chunkRefusal(_ text: String) -> HeadRefusal? {
+        Array(text.utf8).withUnsafeBytes { HeadSyntax.checkChunkedPrefix($0) }
+    }
+
+    /// Whole or cut anywhere: never refused.
+    static let soundChunks: [String] = [
+        "2\r\n{}\r\n0\r\n\r\n",
+        "2\n{}\n0\n\n",
+        "A;name=value\r\n0123456789\r\n0\r\n\r\n",
+        "1f\r\n" + String(repeating: "x", count: 31) + "\r\n0\r\nX-Trailer: yes\r\n\r\n",
+        "0\r\n\r\nGET /next HTTP/1.1\r\nHost: a\r\n\r\n",
+        "00000002\r\nab\r\n0\r\n\r\n",
+    ]
+
+    @Test(arguments: soundChunks)
+    func soundChunkedBodiesAndTheirPrefixesPass(_ body: String) {
+        let bytes = Array(body.utf8)
+        for end in 0...bytes.count {
+            let refusal = Array(bytes[..<end]).withUnsafeBytes { HeadSyntax.checkChunkedPrefix($0) }
+            #expect(refusal == nil, "prefix of \(end) bytes of \(body.debugDescription): \(refusal?.detail ?? "")")
+        }
+    }
+
+    static let malformedChunks: [String] = [
+        "zz\r\nab\r\n0\r\n\r\n",
+        "z",
+        "-1\r\n",
+        "\r\n",
+        ";ext\r\n",
+        "0x2\r\nab\r\n",
+        " 2\r\nab\r\n",
+        "2 \r\nab\r\n",
+        "2\r\nabc\r\n0\r\n\r\n",
+        "2\r\nab0\r\n\r\n",
+        "2\rab",
+        "10000000000000000\r\n",
+        "0\r\nNoColon\r\n\r\n",
+        "0\r\nX-A: a\0\r\n\r\n",
+    ]
+
+    @Test(arguments: malformedChunks)
+    func malformedChunkFramingIsRefused(_ body: String) {
+        let refusal = Self.chunkRefusal(body)
+        #expect(refusal?.status == .badRequest, "\(body.debugDescription)")
+        #expect(refusal?.detail.contains("chunked") == true)
     }
 }

@@ -207,6 +207,14 @@ import Testing
         ("target over libmicrohttpd's pool", head("GET /health?q=" + String(repeating: "a", count: 100 * 1024) + " HTTP/1.1", "Host: localhost"), 414),
         ("head over libmicrohttpd's pool", head("GET /health HTTP/1.1", "Host: localhost", "X-Big: " + String(repeating: "a", count: 100 * 1024)), 431),
         (
+            "bad chunk size",
+            head("POST /upload HTTP/1.1", "Host: localhost", "Transfer-Encoding: chunked") + Array("zz\r\n{}\r\n0\r\n\r\n".utf8), 400
+        ),
+        (
+            "chunk longer than its size",
+            head("POST /upload HTTP/1.1", "Host: localhost", "Transfer-Encoding: chunked") + Array("1\r\n{}\r\n0\r\n\r\n".utf8), 400
+        ),
+        (
             "many headers",
             head(["GET /health HTTP/1.1", "Host: localhost"] + (0..<4000).map { "X-\($0): y" }), 431
         ),
