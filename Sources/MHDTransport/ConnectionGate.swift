@@ -27,7 +27,9 @@ import Synchronization
 final class ConnectionGate: @unchecked Sendable {
     struct Settings {
         var limits: HeadSyntax.Limits
-        var headerTimeout: Duration?
+        /// From accept until the head is in (`headerTimeout`, else the idle timeout: a connection
+        /// in the gate is never left waiting without a bound).
+        var headDeadline: Duration
         var requestTimeout: Duration?
         var answers: ClosingAnswers
     }
@@ -54,7 +56,7 @@ final class ConnectionGate: @unchecked Sendable {
         let context: ConnectionContext
         let address: sockaddr_storage
         let addressLength: socklen_t
-        var deadline: ContinuousClock.Instant?
+        var deadline: ContinuousClock.Instant
         var lateAnswer: [UInt8]
         var requestLineSeen = false
     }
@@ -222,7 +224,7 @@ final class ConnectionGate: @unchecked Sendable {
             let now = ContinuousClock.now
             pending[descriptor] = Pending(
                 context: context, address: address, addressLength: length,
-                deadline: settings.headerTimeout.map { now.advanced(by: $0) }, lateAnswer: settings.answers.headTimeout)
+                deadline: now.advanced(by: settings.headDeadline), lateAnswer: settings.answers.headTimeout)
             let events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
             if !Self.watch(epoll, descriptor, events: events) { drop(descriptor) }
         }
@@ -268,7 +270,7 @@ final class ConnectionGate: @unchecked Sendable {
                 entry.requestLineSeen = true
                 if let requestTimeout = settings.requestTimeout {
                     let requestDeadline = ContinuousClock.now.advanced(by: requestTimeout)
-                    if entry.deadline.map({ requestDeadline < $0 }) ?? true {
+                    if requestDeadline < entry.deadline {
                         entry.deadline = requestDeadline
                         entry.lateAnswer = settings.answers.requestTimeout
                     }
@@ -280,7 +282,7 @@ final class ConnectionGate: @unchecked Sendable {
 
     private func expire(_ now: ContinuousClock.Instant) {
         for (descriptor, entry) in pending {
-            guard let deadline = entry.deadline, now >= deadline else { continue }
+            guard now >= entry.deadline else { continue }
             pending[descriptor] = nil
             connections.remove(entry.context)
             refuse(descriptor, entry.lateAnswer, watched: true)

@@ -85,7 +85,7 @@ public final class MHDServer: ServerTransport, Sendable {
         let gate: ConnectionGate
         do {
             let settings = ConnectionGate.Settings(
-                limits: configuration.headLimits, headerTimeout: configuration.headerTimeout,
+                limits: configuration.headLimits, headDeadline: configuration.firstHeadDeadline,
                 requestTimeout: configuration.requestTimeout, answers: closingAnswers)
             gate = try ConnectionGate(listener: socket, connections: connections, settings: settings) {
                 [weak self] descriptor, context, address, length in
@@ -572,7 +572,7 @@ struct ClosingAnswers: Sendable {
         renderProblem = configuration.renderProblem
         func seconds(_ duration: Duration?) -> String { "\(duration?.components.seconds ?? 0) s" }
         headTimeout = Self.answer(
-            .requestTimeout, "the request head did not arrive within \(seconds(configuration.headerTimeout))", renderProblem)
+            .requestTimeout, "the request head did not arrive within \(seconds(configuration.firstHeadDeadline))", renderProblem)
         requestTimeout = Self.answer(
             .requestTimeout, "the request did not arrive within \(seconds(configuration.requestTimeout))", renderProblem)
         overGlobalCap = Self.answer(

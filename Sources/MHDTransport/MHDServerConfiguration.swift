@@ -45,6 +45,8 @@ public struct MHDServerConfiguration: Sendable {
     /// 408 and closed; libmicrohttpd's own timeout counts inactivity only, so a client sending a
     /// byte a second would otherwise never be timed out. nil turns the deadline off.
     public var headerTimeout: Duration? = .seconds(10)
+    /// The first head's deadline, which is never off: without `headerTimeout`, the idle timeout.
+    var firstHeadDeadline: Duration { headerTimeout ?? .seconds(idleTimeoutSeconds) }
     /// Time from the request line until the head, and a body that fits in `requestBodyBufferBytes`,
     /// are in; a client still sending after that is answered 408 and closed.
     /// Larger bodies (tar uploads) are paused by the handler's backpressure, so not all of their
