@@ -321,6 +321,21 @@ import Testing
         }
     }
 
+    /// IPv6 clients pass the gate too, and are counted per address like IPv4 ones.
+    @Test func ipv6ClientsAreGatedAndCapped() async throws {
+        try await withServer(
+            listen: .tcp(host: "::1", port: 0), configure: { $0.perAddressConnectionLimit = 1 },
+            routes: [(.get, "/health", MHDServerTests.named("ok"))]
+        ) { server in
+            let first = try await HTTPTestConnection.connect(host: "::1", port: server.port)
+            #expect(try await first.request("GET", "/health").status == 200)
+            let second = try await HTTPTestConnection.connect(host: "::1", port: server.port)
+            #expect(try await second.request("GET", "/health").status == 503)
+            await second.close()
+            await first.close()
+        }
+    }
+
     @Test func malformedHeadOnAUnixSocketIsAProblem() async throws {
         let path = NSTemporaryDirectory() + "ociman-gate-\(UUID().uuidString).sock"
         try await withServer(listen: .unix(path: path), routes: [(.get, "/health", MHDServerTests.named("ok"))]) { server in
