@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "CMicroHTTPD.h"
+#include <pthread.h>
 
 struct MHD_Daemon *ociman_mhd_start(const struct ociman_mhd_config *c) {
     struct MHD_OptionItem options[] = {
@@ -47,3 +48,5 @@ void ociman_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *urh) {
 int ociman_accept(int listen_fd, struct sockaddr *address, socklen_t *length) {
     return accept4(listen_fd, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
 }
+
+void ociman_name_thread(const char *name) { pthread_setname_np(pthread_self(), name); }

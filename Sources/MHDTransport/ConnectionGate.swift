@@ -104,6 +104,7 @@ final class ConnectionGate: @unchecked Sendable {
         let created = pthread_create(
             &thread, nil,
             { argument in
+                ociman_name_thread("ocimand-gate")
                 Unmanaged<ConnectionGate>.fromOpaque(argument!).takeRetainedValue().run()
                 return nil
             }, retained)
@@ -212,7 +213,7 @@ final class ConnectionGate: @unchecked Sendable {
         var address = address
         let (context, admission) = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connections.admit(descriptor: descriptor, address: $0, headDeadline: nil)
+                connections.admit(descriptor: descriptor, address: $0)
             }
         }
         switch admission {

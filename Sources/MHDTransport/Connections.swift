@@ -20,6 +20,7 @@ final class ConnectionContext: Sendable {
         /// libmicrohttpd closes the descriptor only after its "closed" notification clears this,
         /// so under the lock a true value means the descriptor is still this connection's.
         var open = true
+        /// For a head after the first on a kept-alive connection (the gate times the first).
         var headDeadline: ContinuousClock.Instant?
         var answered = false
         var probed = false
@@ -27,12 +28,12 @@ final class ConnectionContext: Sendable {
 
     private let state: Mutex<State>
 
-    init(descriptor: Int32, isTCP: Bool, client: ClientAddress?, counted: Bool, headDeadline: ContinuousClock.Instant?) {
+    init(descriptor: Int32, isTCP: Bool, client: ClientAddress?, counted: Bool) {
         self.descriptor = descriptor
         self.isTCP = isTCP
         self.client = client
         self.counted = counted
-        self.state = Mutex(State(headDeadline: headDeadline))
+        self.state = Mutex(State())
     }
 
     /// Writes a complete answer straight to the socket and shuts it both ways. For moments when
@@ -152,7 +153,7 @@ final class ConnectionTable: Sendable {
 
     /// A new connection, admitted and counted, or the cap it is over.
     func admit(
-        descriptor: Int32, address: UnsafePointer<sockaddr>?, headDeadline: ContinuousClock.Instant?
+        descriptor: Int32, address: UnsafePointer<sockaddr>?
     ) -> (ConnectionContext, Admission) {
         let client = address.flatMap(ClientAddress.init)
         let isTCP = client != nil
@@ -166,9 +167,7 @@ final class ConnectionTable: Sendable {
                 admission = .admitted
             }
             let counted = admission == .admitted
-            let context = ConnectionContext(
-                descriptor: descriptor, isTCP: isTCP, client: client, counted: counted,
-                headDeadline: counted ? headDeadline : nil)
+            let context = ConnectionContext(descriptor: descriptor, isTCP: isTCP, client: client, counted: counted)
             if counted {
                 state.contexts[ObjectIdentifier(context)] = context
                 if let client { state.perClient[client, default: 0] += 1 }

@@ -180,7 +180,7 @@ public final class MHDServer: ServerTransport, Sendable {
         let descriptor = ociman_mhd_connection_fd(connection)
         // Every connection comes from the gate; an unknown one is served uncounted rather than dropped.
         return handedOver.withLock { $0.removeValue(forKey: descriptor) }
-            ?? ConnectionContext(descriptor: descriptor, isTCP: false, client: nil, counted: false, headDeadline: nil)
+            ?? ConnectionContext(descriptor: descriptor, isTCP: false, client: nil, counted: false)
     }
 
     fileprivate func upgraded(request: UnsafeMutableRawPointer, prefetched: [UInt8], socket: CInt, handle: OpaquePointer) {

@@ -43,7 +43,8 @@ public struct MHDServerConfiguration: Sendable {
     /// `idleTimeoutSeconds` the client may first spend idle: libmicrohttpd does not tell when
     /// the first byte of a request arrives. A client still sending its head after that is answered
     /// 408 and closed; libmicrohttpd's own timeout counts inactivity only, so a client sending a
-    /// byte a second would otherwise never be timed out. nil turns the deadline off.
+    /// byte a second would otherwise never be timed out. nil turns the deadline off for later
+    /// heads; the first head then has `idleTimeoutSeconds` (`firstHeadDeadline`).
     public var headerTimeout: Duration? = .seconds(10)
     /// The first head's deadline, which is never off: without `headerTimeout`, the idle timeout.
     var firstHeadDeadline: Duration { headerTimeout ?? .seconds(idleTimeoutSeconds) }

@@ -46,6 +46,9 @@ size_t ociman_mhd_request_header_size(struct MHD_Connection *connection);
 /// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (Glibc's Swift module lacks accept4).
 int ociman_accept(int listen_fd, struct sockaddr *address, socklen_t *length);
 
+/// Names the calling thread (pthread_setname_np needs _GNU_SOURCE), as ps and gdb show it.
+void ociman_name_thread(const char *name);
+
 /// Gives an upgraded connection's socket back to libmicrohttpd, which closes it
 /// (MHD_upgrade_action is variadic).
 void ociman_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *urh);
