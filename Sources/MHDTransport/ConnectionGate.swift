@@ -125,8 +125,8 @@ final class ConnectionGate: @unchecked Sendable {
         }
     }
 
-    /// Stops the thread and closes every connection it still holds. Called once, by the thread
-    /// that called `start`.
+    /// Stops the thread and closes every connection it still holds. Called once, after `start`
+    /// (the server's lock on its gate orders the two).
     func stop() {
         stopAccepting()
         stopping.store(true, ordering: .releasing)

@@ -6,7 +6,7 @@ import Synchronization
 /// libmicrohttpd after its "closed" notification.
 ///
 /// Holds what outlives a request: when the next request head must be in by, and whether the
-/// transport has already answered the connection on its own (408, 503) and shut its socket, after
+/// transport has already answered the connection on its own (a 408) and shut its socket, after
 /// which every libmicrohttpd callback for it refuses to serve it.
 final class ConnectionContext: Sendable {
     let descriptor: Int32

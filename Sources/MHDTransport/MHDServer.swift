@@ -63,7 +63,7 @@ public final class MHDServer: ServerTransport, Sendable {
         config.thread_pool_size = UInt32(configuration.threadPoolSize)
         // The caps are the connection table's; libmicrohttpd gets only connections it admitted, and
         // room for those whose slot the table freed before libmicrohttpd finished closing them.
-        let mhdLimit = min(configuration.connectionLimit, Int(UInt32.max) - Self.refusalRoom) + Self.refusalRoom
+        let mhdLimit = min(configuration.connectionLimit, Int(UInt32.max) - Self.cleanupRoom) + Self.cleanupRoom
         config.connection_limit = UInt32(mhdLimit)
         config.per_ip_connection_limit = 0
         config.connection_timeout_seconds = UInt32(clamping: configuration.idleTimeoutSeconds)
@@ -139,7 +139,7 @@ public final class MHDServer: ServerTransport, Sendable {
     public var openConnectionCount: Int { connections.count }
 
     /// Connections libmicrohttpd may hold beyond `connectionLimit`: closed ones it has not yet cleaned up.
-    private static let refusalRoom = 64
+    private static let cleanupRoom = 64
     /// Descriptors besides client connections: listen socket, engine connections, logs, children.
     private static let descriptorReserve = 256
 
@@ -220,7 +220,7 @@ public final class MHDServer: ServerTransport, Sendable {
         switch context.phase {
         case .new:
             context.phase = .receiving
-            // Answered already (408, 503): a request that arrived before libmicrohttpd saw the shutdown.
+            // Answered already (a late head, 408): a request that arrived before libmicrohttpd saw the shutdown.
             guard context.connectionContext.headArrived() else { return .NO }
             dispatch(context, method: method, target: target, version: version)
             // Answering on this first call would cost the connection its keep-alive (SPEC §9).
