@@ -1,8 +1,9 @@
+#define _GNU_SOURCE
 #include "CMicroHTTPD.h"
+#include <pthread.h>
 
 struct MHD_Daemon *ociman_mhd_start(const struct ociman_mhd_config *c) {
     struct MHD_OptionItem options[] = {
-        { MHD_OPTION_LISTEN_SOCKET, c->listen_fd, NULL },
         { MHD_OPTION_THREAD_POOL_SIZE, c->thread_pool_size, NULL },
         { MHD_OPTION_CONNECTION_LIMIT, c->connection_limit, NULL },
         { MHD_OPTION_PER_IP_CONNECTION_LIMIT, c->per_ip_connection_limit, NULL },
@@ -13,7 +14,7 @@ struct MHD_Daemon *ociman_mhd_start(const struct ociman_mhd_config *c) {
         { MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)c->notify_connection, c->notify_connection_cls },
         { MHD_OPTION_END, 0, NULL },
     };
-    // The port argument is ignored when a listen socket is passed.
+    // The port argument is ignored: the daemon has no listen socket (MHD_USE_NO_LISTEN_SOCKET).
     return MHD_start_daemon(c->flags, 0, NULL, NULL, c->access_handler, c->access_handler_cls,
                             MHD_OPTION_ARRAY, options, MHD_OPTION_END);
 }
@@ -26,12 +27,6 @@ int ociman_mhd_connection_fd(struct MHD_Connection *connection) {
     const union MHD_ConnectionInfo *info =
         MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
     return info ? info->connect_fd : -1;
-}
-
-const struct sockaddr *ociman_mhd_connection_address(struct MHD_Connection *connection) {
-    const union MHD_ConnectionInfo *info =
-        MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    return info ? info->client_addr : NULL;
 }
 
 void *ociman_mhd_socket_context(struct MHD_Connection *connection) {
@@ -49,3 +44,9 @@ size_t ociman_mhd_request_header_size(struct MHD_Connection *connection) {
 void ociman_mhd_upgrade_close(struct MHD_UpgradeResponseHandle *urh) {
     MHD_upgrade_action(urh, MHD_UPGRADE_ACTION_CLOSE);
 }
+
+int ociman_accept(int listen_fd, struct sockaddr *address, socklen_t *length) {
+    return accept4(listen_fd, address, length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+void ociman_name_thread(const char *name) { pthread_setname_np(pthread_self(), name); }

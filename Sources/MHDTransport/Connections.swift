@@ -2,10 +2,11 @@ import CMicroHTTPD
 import Glibc
 import Synchronization
 
-/// One client connection, from libmicrohttpd's "started" notification to its "closed" one.
+/// One client connection, from accept (`ConnectionGate`) until it is closed: by the gate, or by
+/// libmicrohttpd after its "closed" notification.
 ///
 /// Holds what outlives a request: when the next request head must be in by, and whether the
-/// transport has already answered the connection on its own (408, 503) and shut its socket, after
+/// transport has already answered the connection on its own (a 408) and shut its socket, after
 /// which every libmicrohttpd callback for it refuses to serve it.
 final class ConnectionContext: Sendable {
     let descriptor: Int32
@@ -19,6 +20,7 @@ final class ConnectionContext: Sendable {
         /// libmicrohttpd closes the descriptor only after its "closed" notification clears this,
         /// so under the lock a true value means the descriptor is still this connection's.
         var open = true
+        /// For a head after the first on a kept-alive connection (the gate times the first).
         var headDeadline: ContinuousClock.Instant?
         var answered = false
         var probed = false
@@ -26,12 +28,12 @@ final class ConnectionContext: Sendable {
 
     private let state: Mutex<State>
 
-    init(descriptor: Int32, isTCP: Bool, client: ClientAddress?, counted: Bool, headDeadline: ContinuousClock.Instant?) {
+    init(descriptor: Int32, isTCP: Bool, client: ClientAddress?, counted: Bool) {
         self.descriptor = descriptor
         self.isTCP = isTCP
         self.client = client
         self.counted = counted
-        self.state = Mutex(State(headDeadline: headDeadline))
+        self.state = Mutex(State())
     }
 
     /// Writes a complete answer straight to the socket and shuts it both ways. For moments when
@@ -125,8 +127,8 @@ struct ClientAddress: Hashable, Sendable {
 ///
 /// libmicrohttpd's own caps answer nothing: past its global limit it stops accepting, so clients
 /// wait unanswered in the listen backlog, and past its per-address limit it closes silently.
-/// The transport gives libmicrohttpd room for a few more connections than this table admits and
-/// answers every connection over a cap with a 503 the moment it is accepted.
+/// So the gate admits here at accept, answers every connection over a cap with a 503 at once, and
+/// hands libmicrohttpd only admitted ones.
 final class ConnectionTable: Sendable {
     enum Admission {
         case admitted
@@ -151,7 +153,7 @@ final class ConnectionTable: Sendable {
 
     /// A new connection, admitted and counted, or the cap it is over.
     func admit(
-        descriptor: Int32, address: UnsafePointer<sockaddr>?, headDeadline: ContinuousClock.Instant?
+        descriptor: Int32, address: UnsafePointer<sockaddr>?
     ) -> (ConnectionContext, Admission) {
         let client = address.flatMap(ClientAddress.init)
         let isTCP = client != nil
@@ -165,9 +167,7 @@ final class ConnectionTable: Sendable {
                 admission = .admitted
             }
             let counted = admission == .admitted
-            let context = ConnectionContext(
-                descriptor: descriptor, isTCP: isTCP, client: client, counted: counted,
-                headDeadline: counted ? headDeadline : nil)
+            let context = ConnectionContext(descriptor: descriptor, isTCP: isTCP, client: client, counted: counted)
             if counted {
                 state.contexts[ObjectIdentifier(context)] = context
                 if let client { state.perClient[client, default: 0] += 1 }

@@ -75,7 +75,7 @@ public enum ListenAddressError: Error, CustomStringConvertible {
     }
 }
 
-/// A bound, listening, non-blocking socket that libmicrohttpd accepts on.
+/// A bound, listening, non-blocking socket that `ConnectionGate` accepts on.
 ///
 /// Binding here rather than in libmicrohttpd gives one path for TCP, unix sockets and inherited
 /// descriptors, and lets port 0 report the port the kernel picked.

@@ -7,8 +7,9 @@ import WebSockets
 
 /// swift-openapi-runtime's `ServerTransport` on libmicrohttpd.
 ///
-/// libmicrohttpd owns the sockets and parses HTTP on a small epoll thread pool; every request
-/// becomes a Swift task. Connections are suspended (never polled) while a handler is working
+/// `ConnectionGate` accepts connections and holds each until its first request head is in and
+/// sound; then libmicrohttpd owns the socket and parses HTTP on a small epoll thread pool; every
+/// request becomes a Swift task. Connections are suspended (never polled) while a handler is working
 /// or a streamed body has nothing to send, so idle streams cost no CPU.
 public final class MHDServer: ServerTransport, Sendable {
     public typealias Handler = @Sendable (HTTPRequest, HTTPBody?, ServerRequestMetadata) async throws -> (
@@ -18,7 +19,10 @@ public final class MHDServer: ServerTransport, Sendable {
     public let configuration: MHDServerConfiguration
     private let router = Mutex(Router<Handler>())
     private let daemon = Mutex<DaemonHandle?>(nil)
-    private let listener = Mutex<ListeningSocket?>(nil)
+    private let gate = Mutex<ConnectionGate?>(nil)
+    /// Connections the gate has passed to `MHD_add_connection`, until libmicrohttpd's "started"
+    /// notification (on one of its threads) takes their context.
+    private let handedOver = Mutex<[Int32: ConnectionContext]>([:])
     private let inFlight = Mutex<[ObjectIdentifier: RequestContext]>([:])
     private let connections: ConnectionTable
     let disconnectWatch: DisconnectWatch
@@ -51,14 +55,15 @@ public final class MHDServer: ServerTransport, Sendable {
     public func start() throws -> ListenAddress {
         let socket = try ListeningSocket.open(configuration.listen, socketMode: configuration.unixSocketMode)
         var config = ociman_mhd_config()
+        // No listen socket: `ConnectionGate` accepts, and adds each connection once its first head is in.
         config.flags =
             UInt32(MHD_USE_EPOLL_INTERNAL_THREAD.rawValue) | UInt32(MHD_ALLOW_SUSPEND_RESUME.rawValue)
             | UInt32(MHD_USE_ERROR_LOG.rawValue) | UInt32(MHD_ALLOW_UPGRADE.rawValue)
-        config.listen_fd = socket.descriptor
+            | UInt32(MHD_USE_NO_LISTEN_SOCKET.rawValue)
         config.thread_pool_size = UInt32(configuration.threadPoolSize)
-        // The caps are the connection table's; libmicrohttpd only needs room for the connections
-        // over them, which are answered and closed within a pass of its loop.
-        let mhdLimit = min(configuration.connectionLimit, Int(UInt32.max) - Self.refusalRoom) + Self.refusalRoom
+        // The caps are the connection table's; libmicrohttpd gets only connections it admitted, and
+        // room for those whose slot the table freed before libmicrohttpd finished closing them.
+        let mhdLimit = min(configuration.connectionLimit, Int(UInt32.max) - Self.cleanupRoom) + Self.cleanupRoom
         config.connection_limit = UInt32(mhdLimit)
         config.per_ip_connection_limit = 0
         config.connection_timeout_seconds = UInt32(clamping: configuration.idleTimeoutSeconds)
@@ -77,8 +82,28 @@ public final class MHDServer: ServerTransport, Sendable {
             socket.close()
             throw MHDServerError.startFailed(String(describing: socket.address))
         }
-        daemon.withLock { $0 = DaemonHandle(pointer: started) }
-        listener.withLock { $0 = socket }
+        let gate: ConnectionGate
+        do {
+            let settings = ConnectionGate.Settings(
+                limits: configuration.headLimits, headDeadline: configuration.firstHeadDeadline,
+                requestTimeout: configuration.requestTimeout, answers: closingAnswers)
+            gate = try ConnectionGate(listener: socket, connections: connections, settings: settings) {
+                [weak self] descriptor, context, address, length in
+                guard let self else {
+                    _ = Glibc.close(descriptor)
+                    return
+                }
+                self.handOver(descriptor, context, address, length)
+            }
+            daemon.withLock { $0 = DaemonHandle(pointer: started) }
+            try gate.start()
+        } catch {
+            daemon.withLock { $0 = nil }
+            MHD_stop_daemon(started)
+            socket.close()
+            throw error
+        }
+        self.gate.withLock { $0 = gate }
         disconnectWatch.start()
         startDeadlineSweep()
         return socket.address
@@ -87,15 +112,10 @@ public final class MHDServer: ServerTransport, Sendable {
     /// Stops accepting, lets in-flight requests finish for up to `gracePeriod`, then cancels the
     /// rest and closes every connection.
     public func shutdown(gracePeriod: Duration) async {
-        guard let running = daemon.withLock({ $0 })?.pointer else { return }
-        // libmicrohttpd stops polling the listen socket and hands it back. Closing it now makes
-        // new clients fail at once (refused) rather than wait in the backlog through the grace.
-        if MHD_quiesce_daemon(running) >= 0 {
-            listener.withLock { socket in
-                socket?.close()
-                socket = nil
-            }
-        }
+        guard let running = daemon.withLock({ $0 })?.pointer, let gate = gate.withLock({ $0 }) else { return }
+        // Closing the listen socket now makes new clients fail at once (refused) rather than wait
+        // in the backlog through the grace. Heads already arriving are still gated and served.
+        gate.stopAccepting()
         // Interactive sessions do not end by themselves: they end now, like clients that left.
         webSockets.closeAll()
         let deadline = ContinuousClock.now.advanced(by: gracePeriod)
@@ -104,14 +124,13 @@ public final class MHDServer: ServerTransport, Sendable {
         }
         // Suspended connections must be resumed before libmicrohttpd will stop.
         for context in inFlight.withLock({ Array($0.values) }) { context.abandon() }
+        // The gate first: nothing may be added to a daemon being stopped.
+        gate.stop()
+        self.gate.withLock { $0 = nil }
         daemon.withLock { $0 = nil }
         MHD_stop_daemon(running)
         disconnectWatch.stop()
         deadlineSweep.withLock { $0?.cancel() }
-        listener.withLock { socket in
-            socket?.close()
-            socket = nil
-        }
     }
 
     public var inFlightRequestCount: Int { inFlight.withLock { $0.count } }
@@ -119,8 +138,8 @@ public final class MHDServer: ServerTransport, Sendable {
     /// Client connections open now (within the caps), idle keep-alive ones included.
     public var openConnectionCount: Int { connections.count }
 
-    /// Connections libmicrohttpd may hold beyond `connectionLimit`: those about to be refused.
-    private static let refusalRoom = 64
+    /// Connections libmicrohttpd may hold beyond `connectionLimit`: closed ones it has not yet cleaned up.
+    private static let cleanupRoom = 64
     /// Descriptors besides client connections: listen socket, engine connections, logs, children.
     private static let descriptorReserve = 256
 
@@ -137,19 +156,31 @@ public final class MHDServer: ServerTransport, Sendable {
 
     // MARK: - libmicrohttpd callbacks (on the daemon's threads)
 
-    /// A connection was accepted: counted, or answered 503 at once when it is over a cap.
-    fileprivate func connectionStarted(_ connection: OpaquePointer) -> ConnectionContext {
-        let deadline = configuration.headerTimeout.map { ContinuousClock.now.advanced(by: $0) }
-        let (context, admission) = connections.admit(
-            descriptor: ociman_mhd_connection_fd(connection),
-            address: ociman_mhd_connection_address(connection),
-            headDeadline: deadline)
-        switch admission {
-        case .admitted: break
-        case .overGlobalCap: context.answerAndClose(closingAnswers.overGlobalCap)
-        case .overClientCap: context.answerAndClose(closingAnswers.overClientCap)
+    /// The gate found a connection's first head complete and sound: libmicrohttpd takes it over.
+    private func handOver(_ descriptor: Int32, _ context: ConnectionContext, _ address: UnsafePointer<sockaddr>, _ length: socklen_t) {
+        // An entry left under this descriptor number is a connection libmicrohttpd closed without
+        // a notification (its worker failed to take it on): the number is free again, so that one is gone.
+        if let stale = handedOver.withLock({ $0.updateValue(context, forKey: descriptor) }) { connections.remove(stale) }
+        guard let running = daemon.withLock({ $0 })?.pointer else {
+            handedOver.withLock { _ = $0.removeValue(forKey: descriptor) }
+            _ = Glibc.close(descriptor)
+            connections.remove(context)
+            return
         }
-        return context
+        // On failure libmicrohttpd has closed the socket, and sends no notification for it.
+        if MHD_add_connection(running, descriptor, address, length) != .YES,
+            handedOver.withLock({ $0.removeValue(forKey: descriptor) }) != nil
+        {
+            connections.remove(context)
+        }
+    }
+
+    /// libmicrohttpd started serving a connection the gate handed over (admitted and counted already).
+    fileprivate func connectionStarted(_ connection: OpaquePointer) -> ConnectionContext {
+        let descriptor = ociman_mhd_connection_fd(connection)
+        // Every connection comes from the gate; an unknown one is served uncounted rather than dropped.
+        return handedOver.withLock { $0.removeValue(forKey: descriptor) }
+            ?? ConnectionContext(descriptor: descriptor, isTCP: false, client: nil, counted: false)
     }
 
     fileprivate func upgraded(request: UnsafeMutableRawPointer, prefetched: [UInt8], socket: CInt, handle: OpaquePointer) {
@@ -189,7 +220,7 @@ public final class MHDServer: ServerTransport, Sendable {
         switch context.phase {
         case .new:
             context.phase = .receiving
-            // Answered already (408, 503): a request that arrived before libmicrohttpd saw the shutdown.
+            // Answered already (a late head, 408): a request that arrived before libmicrohttpd saw the shutdown.
             guard context.connectionContext.headArrived() else { return .NO }
             dispatch(context, method: method, target: target, version: version)
             // Answering on this first call would cost the connection its keep-alive (SPEC §9).
@@ -244,7 +275,7 @@ public final class MHDServer: ServerTransport, Sendable {
             return try RequestHead(
                 connection: context.connectionPointer, method: method, target: target,
                 targetCopy: context.rawTarget, targetLength: context.rawTargetLength, version: version,
-                limits: RequestHead.Limits(targetBytes: configuration.maxTargetBytes, headBytes: configuration.maxHeadBytes)
+                limits: configuration.headLimits
             ).fields
         } catch {
             // Answered on this first call, so libmicrohttpd reads nothing after the head and closes.
@@ -395,9 +426,10 @@ public final class MHDServer: ServerTransport, Sendable {
 
     // MARK: - Slow clients
 
-    /// One pass every 250 ms over both deadlines: the head's, per connection from accept
-    /// (libmicrohttpd has no request yet while the request line is still arriving), and the
-    /// request's, per request from its request line through a small body.
+    /// One pass every 250 ms over both deadlines: the head's, for each head after the first on a
+    /// kept-alive connection (libmicrohttpd has no request yet while the request line is still
+    /// arriving; the first head is the gate's), and the request's, per request from its request
+    /// line through a small body.
     private func startDeadlineSweep() {
         guard configuration.headerTimeout != nil || configuration.requestTimeout != nil else { return }
         deadlineSweep.withLock { task in
@@ -504,7 +536,7 @@ public enum MHDServerError: Error, CustomStringConvertible {
     }
 }
 
-/// libmicrohttpd's daemon is thread-safe for the calls made on it (quiesce, stop).
+/// libmicrohttpd's daemon is thread-safe for the calls made on it (add a connection, stop).
 private struct DaemonHandle: @unchecked Sendable {
     let pointer: OpaquePointer
 }
@@ -527,29 +559,44 @@ struct PreparedResponse: Sendable {
 }
 
 /// Whole answers the transport writes straight to a socket, where libmicrohttpd cannot queue one:
-/// before a request head is complete, while a body is still arriving, or to a connection over a cap.
-private struct ClosingAnswers: Sendable {
+/// before a request head is complete (the gate's refusals), while a body is still arriving, or to
+/// a connection over a cap.
+struct ClosingAnswers: Sendable {
     let headTimeout: [UInt8]
     let requestTimeout: [UInt8]
     let overGlobalCap: [UInt8]
     let overClientCap: [UInt8]
+    private let renderProblem: @Sendable (Int, String) -> (String, [UInt8])
 
     init(_ configuration: MHDServerConfiguration) {
-        func answer(_ status: HTTPResponse.Status, _ detail: String) -> [UInt8] {
-            let (contentType, body) = configuration.renderProblem(status.code, detail)
-            let head =
-                "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nContent-Type: \(contentType)\r\n"
-                + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
-            return Array(head.utf8) + body
-        }
+        renderProblem = configuration.renderProblem
         func seconds(_ duration: Duration?) -> String { "\(duration?.components.seconds ?? 0) s" }
-        headTimeout = answer(.requestTimeout, "the request head did not arrive within \(seconds(configuration.headerTimeout))")
-        requestTimeout = answer(.requestTimeout, "the request did not arrive within \(seconds(configuration.requestTimeout))")
-        overGlobalCap = answer(
-            .serviceUnavailable, "the server has \(configuration.connectionLimit) connections open, its limit; retry later")
-        overClientCap = answer(
+        headTimeout = Self.answer(
+            .requestTimeout, "the request head did not arrive within \(seconds(configuration.firstHeadDeadline))", renderProblem)
+        requestTimeout = Self.answer(
+            .requestTimeout, "the request did not arrive within \(seconds(configuration.requestTimeout))", renderProblem)
+        overGlobalCap = Self.answer(
+            .serviceUnavailable, "the server has \(configuration.connectionLimit) connections open, its limit; retry later",
+            renderProblem)
+        overClientCap = Self.answer(
             .serviceUnavailable,
-            "this client has \(configuration.perAddressConnectionLimit) connections open, the limit per client; close one or retry later")
+            "this client has \(configuration.perAddressConnectionLimit) connections open, the limit per client; close one or retry later",
+            renderProblem)
+    }
+
+    /// A problem document with its status line and headers, ending the connection.
+    func answer(_ status: HTTPResponse.Status, _ detail: String) -> [UInt8] {
+        Self.answer(status, detail, renderProblem)
+    }
+
+    private static func answer(
+        _ status: HTTPResponse.Status, _ detail: String, _ renderProblem: (Int, String) -> (String, [UInt8])
+    ) -> [UInt8] {
+        let (contentType, body) = renderProblem(status.code, detail)
+        let head =
+            "HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\nContent-Type: \(contentType)\r\n"
+            + "Content-Length: \(body.count)\r\nConnection: close\r\n\r\n"
+        return Array(head.utf8) + body
     }
 }
 

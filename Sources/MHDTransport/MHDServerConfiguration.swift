@@ -16,13 +16,14 @@ public struct MHDServerConfiguration: Sendable {
     /// Closes connections idle this long (also bounds slow request bodies between reads).
     public var idleTimeoutSeconds: Int = 60
     /// libmicrohttpd's per-connection pool: request line and headers must fit. A head too big for
-    /// it is refused by libmicrohttpd itself (414/431 with an HTML body), so the transport's own,
-    /// smaller caps below come first and answer with a problem document.
+    /// it would be refused by libmicrohttpd itself (414/431 with an HTML body), so the transport's
+    /// own, smaller caps below must stay under it: they come first and answer with a problem document.
     public var connectionMemoryLimit: Int = 64 * 1024
     /// Request target (path and query) bytes; more is 414.
     public var maxTargetBytes: Int = 16 * 1024
     /// Request head bytes (request line, headers, line ends); more is 431.
     public var maxHeadBytes: Int = 32 * 1024
+    var headLimits: HeadSyntax.Limits { HeadSyntax.Limits(targetBytes: maxTargetBytes, headBytes: maxHeadBytes) }
     /// Request body bytes buffered before the connection is paused.
     public var requestBodyBufferBytes: Int = 1 << 20
     /// Response bytes buffered before a streaming handler is made to wait.
@@ -42,8 +43,11 @@ public struct MHDServerConfiguration: Sendable {
     /// `idleTimeoutSeconds` the client may first spend idle: libmicrohttpd does not tell when
     /// the first byte of a request arrives. A client still sending its head after that is answered
     /// 408 and closed; libmicrohttpd's own timeout counts inactivity only, so a client sending a
-    /// byte a second would otherwise never be timed out. nil turns the deadline off.
+    /// byte a second would otherwise never be timed out. nil turns the deadline off for later
+    /// heads; the first head then has `idleTimeoutSeconds` (`firstHeadDeadline`).
     public var headerTimeout: Duration? = .seconds(10)
+    /// The first head's deadline, which is never off: without `headerTimeout`, the idle timeout.
+    var firstHeadDeadline: Duration { headerTimeout ?? .seconds(idleTimeoutSeconds) }
     /// Time from the request line until the head, and a body that fits in `requestBodyBufferBytes`,
     /// are in; a client still sending after that is answered 408 and closed.
     /// Larger bodies (tar uploads) are paused by the handler's backpressure, so not all of their

@@ -17,17 +17,11 @@ import HTTPTypes
 /// around the target were. Each header's key and value point into it, so the records must tile
 /// the head exactly; a NUL sent by the client leaves bytes between them. One case cannot be told
 /// apart: a single NUL right before a bare-LF line end looks like a CR, and hides nothing.
+///
+/// The first head of each connection has passed `HeadSyntax` on its raw bytes already
+/// (`ConnectionGate`); later heads on a kept-alive connection reach libmicrohttpd directly, and
+/// this is their only check.
 struct RequestHead {
-    struct Refusal: Error {
-        var status: HTTPResponse.Status
-        var detail: String
-    }
-
-    struct Limits {
-        var targetBytes: Int
-        var headBytes: Int
-    }
-
     var fields: HTTPFields
 
     /// - Parameters:
@@ -41,14 +35,14 @@ struct RequestHead {
         targetCopy: String,
         targetLength: Int,
         version: UnsafePointer<CChar>,
-        limits: Limits
-    ) throws(Refusal) {
+        limits: HeadSyntax.Limits
+    ) throws(HeadRefusal) {
         let headSize = ociman_mhd_request_header_size(connection)
         if targetLength > limits.targetBytes {
-            throw Refusal(status: .uriTooLong, detail: "the request target exceeds \(limits.targetBytes) bytes")
+            throw HeadRefusal(status: .uriTooLong, detail: "the request target exceeds \(limits.targetBytes) bytes")
         }
         if headSize > limits.headBytes {
-            throw Refusal(status: .requestHeaderFieldsTooLarge, detail: "the request head exceeds \(limits.headBytes) bytes")
+            throw HeadRefusal(status: .requestHeaderFieldsTooLarge, detail: "the request head exceeds \(limits.headBytes) bytes")
         }
         let start = UnsafeRawPointer(method)
         let head = UnsafeRawBufferPointer(start: start, count: headSize)
@@ -57,42 +51,42 @@ struct RequestHead {
         // Request line: METHOD SP target SP HTTP/1.x, each part where the one before it ends.
         let methodLength = strlen(method)
         guard offset(target) == methodLength + 1 else {
-            throw Refusal(status: .badRequest, detail: "the request line must separate method and target by one space")
+            throw HeadRefusal(status: .badRequest, detail: "the request line must separate method and target by one space")
         }
         guard offset(version) == offset(target) + targetLength + 1 else {
-            throw Refusal(status: .badRequest, detail: "the request target contains a NUL byte")
+            throw HeadRefusal(status: .badRequest, detail: "the request target contains a NUL byte")
         }
         // The copy taken by the URI logger: in the buffer, the query's "?" is a NUL by now.
-        guard targetCopy.utf8.allSatisfy(Self.isTargetByte) else {
-            throw Refusal(status: .badRequest, detail: "the request target contains a space or control character")
+        guard targetCopy.utf8.allSatisfy(HeadSyntax.isTargetByte) else {
+            throw HeadRefusal(status: .badRequest, detail: "the request target contains a space or control character")
         }
 
         let records = Self.records(connection)
         // libmicrohttpd accepts only the eight bytes HTTP/1.x as a version.
         var lineEnd = offset(version) + 8
         for record in records {
-            guard record.name.count > 0, record.name.allSatisfy(Self.isTokenByte) else {
-                throw Refusal(status: .badRequest, detail: "invalid header field name")
+            guard record.name.count > 0, record.name.allSatisfy(HeadSyntax.isTokenByte) else {
+                throw HeadRefusal(status: .badRequest, detail: "invalid header field name")
             }
             let nameStart = offset(record.name.baseAddress!)
             let valueStart = offset(record.value.baseAddress!)
             guard Self.isLineBreak(head, from: lineEnd, to: nameStart), valueStart <= headSize,
                 Self.isSeparator(head, from: nameStart + record.name.count, to: valueStart)
             else {
-                throw Refusal(status: .badRequest, detail: "a header line contains a NUL byte or is folded")
+                throw HeadRefusal(status: .badRequest, detail: "a header line contains a NUL byte or is folded")
             }
-            guard record.value.allSatisfy(Self.isValueByte) else {
-                throw Refusal(status: .badRequest, detail: "the \(Self.text(record.name)) header contains a control character")
+            guard record.value.allSatisfy(HeadSyntax.isValueByte) else {
+                throw HeadRefusal(status: .badRequest, detail: "the \(Self.text(record.name)) header contains a control character")
             }
             lineEnd = valueStart + record.value.count
         }
         // The last line break, then the empty line's.
         guard (2...4).contains(headSize - lineEnd), head[lineEnd..<headSize].allSatisfy({ $0 == 0 }) else {
-            throw Refusal(status: .badRequest, detail: "a header line contains a NUL byte")
+            throw HeadRefusal(status: .badRequest, detail: "a header line contains a NUL byte")
         }
 
         let raw = records.map { (name: Self.text($0.name), value: Self.text($0.value)) }
-        try Self.checkFraming(raw, http10: strncmp(version, "HTTP/1.0", 8) == 0)
+        try HeadSyntax.checkFraming(raw, http10: strncmp(version, "HTTP/1.0", 8) == 0)
         var fields = HTTPFields()
         fields.reserveCapacity(raw.count)
         for (name, value) in raw {
@@ -101,43 +95,6 @@ struct RequestHead {
             fields.append(HTTPField(name: name, value: value))
         }
         self.fields = fields
-    }
-
-    /// RFC 9112 §3.2, §6.1, §6.3, on the values as sent: HTTPFields trims them, libmicrohttpd does not.
-    private static func checkFraming(_ fields: [(name: String, value: String)], http10: Bool) throws(Refusal) {
-        func values(_ lowercasedName: String) -> [String] {
-            fields.filter { $0.name.lowercased() == lowercasedName }.map(\.value)
-        }
-        let hosts = values("host").count
-        if hosts > 1 || (hosts == 0 && !http10) {
-            throw Refusal(status: .badRequest, detail: "an HTTP/1.1 request needs exactly one Host header")
-        }
-        let lengths = values("content-length")
-        let codings = values("transfer-encoding")
-        if lengths.count > 1 {
-            throw Refusal(status: .badRequest, detail: "more than one Content-Length header")
-        }
-        guard !codings.isEmpty else { return }
-        if !lengths.isEmpty {
-            throw Refusal(status: .badRequest, detail: "Content-Length together with Transfer-Encoding")
-        }
-        if http10 {
-            throw Refusal(status: .badRequest, detail: "Transfer-Encoding in an HTTP/1.0 request")
-        }
-        let names = codings.flatMap { $0.split(separator: ",") }.map { coding in
-            String(coding.filter { $0 != " " && $0 != "\t" }).lowercased()
-        }
-        if let unknown = names.first(where: { $0 != "chunked" }) {
-            throw Refusal(status: .notImplemented, detail: "transfer coding \"\(unknown)\" is not supported; only chunked is")
-        }
-        if names.count > 1 {
-            throw Refusal(status: .notImplemented, detail: "stacked transfer codings are not supported; only one chunked is")
-        }
-        // libmicrohttpd decodes chunked only for exactly this value (any case); it would read any
-        // other spelling, "chunked " included, as a body that ends only when the connection does.
-        if codings[0].lowercased() != "chunked" {
-            throw Refusal(status: .badRequest, detail: "malformed Transfer-Encoding header")
-        }
     }
 
     private struct Record {
@@ -178,26 +135,6 @@ struct RequestHead {
     private static func isSeparator(_ head: UnsafeRawBufferPointer, from nameEnd: Int, to valueStart: Int) -> Bool {
         valueStart > nameEnd && head[nameEnd] == 0
             && head[(nameEnd + 1)..<valueStart].allSatisfy { $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "\t") }
-    }
-
-    /// RFC 9110 §5.6.2 tchar.
-    private static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-            true
-        default:
-            "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
-    }
-
-    /// Field content: visible ASCII, space, tab and obs-text; no other control character.
-    private static func isValueByte(_ byte: UInt8) -> Bool {
-        byte == 0x09 || (byte >= 0x20 && byte != 0x7F)
-    }
-
-    /// A request target has no whitespace or control characters (RFC 9112 §3.2).
-    private static func isTargetByte(_ byte: UInt8) -> Bool {
-        byte > 0x20 && byte != 0x7F
     }
 
     private static func text(_ bytes: UnsafeRawBufferPointer) -> String {

@@ -176,17 +176,18 @@ import Testing
     @Test func oversizeHeaderAndURLAreRefusedNotHung() async throws {
         let big = String(repeating: "a", count: 100 * 1024)
         try await withServer(routes: [(.get, "/health", MHDServerTests.named("ok"))]) { server in
-            // Too big for libmicrohttpd's memory pool (connectionMemoryLimit): it answers 431 and 414
-            // itself, with an HTML body, then closes. Smaller ones over the transport's own caps get
-            // a problem document (HostileClientTests).
+            // Too big even for libmicrohttpd's memory pool (connectionMemoryLimit): the gate
+            // refuses them before libmicrohttpd (which would answer in HTML) reads a byte.
             try await withConnection(server) { connection in
                 let response = try await connection.request("GET", "/health", headers: [("X-Big", big)], timeout: .seconds(3))
                 #expect(response.status == 431)
+                #expect(response.header("Content-Type") == "application/problem+json")
                 #expect(await connection.waitForServerClose(timeout: .seconds(2)))
             }
             try await withConnection(server) { connection in
                 let response = try await connection.request("GET", "/health?x=" + big, timeout: .seconds(3))
                 #expect(response.status == 414)
+                #expect(response.header("Content-Type") == "application/problem+json")
                 #expect(await connection.waitForServerClose(timeout: .seconds(2)))
             }
             // Headers that fit are fine.

@@ -18,7 +18,17 @@ import Testing
         return (RawResponse(received), closed)
     }
 
-    static func head(_ lines: String...) -> [UInt8] { Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8) }
+    static func head(_ lines: String...) -> [UInt8] { head(lines) }
+    static func head(_ lines: [String]) -> [UInt8] { Array((lines.joined(separator: "\r\n") + "\r\n\r\n").utf8) }
+
+    /// One problem document: JSON with the status it was sent with and a detail.
+    static func expectProblem(_ answer: RawResponse, _ name: String) {
+        #expect(answer.header("Content-Type") == "application/problem+json", "\(name)")
+        #expect(answer.header("Connection") == "close", "\(name)")
+        let document = try? JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any]
+        #expect(document?["status"] as? Int == answer.status, "\(name): \(answer.text)")
+        #expect((document?["detail"] as? String)?.isEmpty == false, "\(name): \(answer.text)")
+    }
 
     // MARK: - Slow heads
 
@@ -180,6 +190,34 @@ import Testing
         ("folded header line", head("GET /health HTTP/1.1", "Host: localhost", "X-A: a", " b"), 400),
         ("target over the cap", head("GET /health?q=" + String(repeating: "a", count: 20 * 1024) + " HTTP/1.1", "Host: localhost"), 414),
         ("head over the cap", head("GET /health HTTP/1.1", "Host: localhost", "X-Big: " + String(repeating: "a", count: 40 * 1024)), 431),
+        // What libmicrohttpd would answer itself, in HTML, were it not for the gate (`HeadSyntax`).
+        ("method only", Array("GET\r\n\r\n".utf8), 400),
+        ("no version", Array("GET /health\r\n\r\n".utf8), 400),
+        ("garbage bytes", [0x16, 0x03, 0x01, 0x00, 0xA5, 0x01, 0x00, 0x00, 0xA1, 0x03, 0x03, 0x0D, 0x0A, 0x0D, 0x0A], 400),
+        ("bare CR line ends", Array("GET /health HTTP/1.1\rHost: localhost\r\r".utf8), 400),
+        ("header line without a colon", head("GET /health HTTP/1.1", "Host: localhost", "NoColon"), 400),
+        ("empty header name", head("GET /health HTTP/1.1", "Host: localhost", ": value"), 400),
+        ("space before the colon", head("GET /health HTTP/1.1", "Host : localhost"), 400),
+        ("Content-Length abc", head("POST /upload HTTP/1.1", "Host: localhost", "Content-Length: abc"), 400),
+        ("Content-Length -1", head("POST /upload HTTP/1.1", "Host: localhost", "Content-Length: -1"), 400),
+        ("Content-Length overflowing", head("POST /upload HTTP/1.1", "Host: localhost", "Content-Length: 99999999999999999999999"), 400),
+        ("HTTP/2.0", head("GET /health HTTP/2.0", "Host: localhost"), 505),
+        ("HTTP/1.2", head("GET /health HTTP/1.2", "Host: localhost"), 505),
+        ("HTTP/0.9", head("GET /health HTTP/0.9"), 505),
+        ("target over libmicrohttpd's pool", head("GET /health?q=" + String(repeating: "a", count: 100 * 1024) + " HTTP/1.1", "Host: localhost"), 414),
+        ("head over libmicrohttpd's pool", head("GET /health HTTP/1.1", "Host: localhost", "X-Big: " + String(repeating: "a", count: 100 * 1024)), 431),
+        (
+            "bad chunk size",
+            head("POST /upload HTTP/1.1", "Host: localhost", "Transfer-Encoding: chunked") + Array("zz\r\n{}\r\n0\r\n\r\n".utf8), 400
+        ),
+        (
+            "chunk longer than its size",
+            head("POST /upload HTTP/1.1", "Host: localhost", "Transfer-Encoding: chunked") + Array("1\r\n{}\r\n0\r\n\r\n".utf8), 400
+        ),
+        (
+            "many headers",
+            head(["GET /health HTTP/1.1", "Host: localhost"] + (0..<4000).map { "X-\($0): y" }), 431
+        ),
     ]
 
     @Test(arguments: refused.indices)
@@ -199,7 +237,7 @@ import Testing
             let (response, closed) = try await Self.exchange(server, bytes + second)
             let answer = try #require(response, "\(name): no answer")
             #expect(answer.status == status, "\(name): \(answer.text)")
-            #expect(answer.header("Content-Type") == "application/problem+json", "\(name)")
+            Self.expectProblem(answer, name)
             #expect(answer.rest.isEmpty, "\(name): a second answer followed: \(String(decoding: answer.rest, as: UTF8.self))")
             #expect(closed, "\(name): connection kept")
             #expect(calls.count == 0, "\(name): acted on")
@@ -230,6 +268,137 @@ import Testing
             #expect(response?.status == 200, "\(name): \(response?.text ?? "no answer")")
             #expect(calls.count == 1, "\(name)")
         }
+    }
+
+    // MARK: - What the gate lets through
+
+    @Test func pipelinedRequestsOnAFreshConnectionAreAllServed() async throws {
+        let calls = Counter()
+        try await withServer(routes: [(.get, "/health", AdmissionTests.counting(calls))]) { server in
+            let socket = try RawSocket.connect(port: server.port)
+            let one = Self.head("GET /health HTTP/1.1", "Host: localhost")
+            try socket.send(one + one + one)
+            var received: [UInt8] = []
+            let deadline = ContinuousClock.now.advanced(by: .seconds(3))
+            while calls.count < 3 || Self.responses(in: received).count < 3, ContinuousClock.now < deadline {
+                let (bytes, _) = await socket.readUntilClose(timeout: .milliseconds(50))
+                received += bytes
+            }
+            #expect(Self.responses(in: received).map(\.status) == [200, 200, 200])
+            #expect(calls.count == 3)
+        }
+    }
+
+    /// Every response in `bytes`, in order.
+    static func responses(in bytes: [UInt8]) -> [RawResponse] {
+        var result: [RawResponse] = []
+        var rest = bytes
+        while let response = RawResponse(rest), response.isComplete {
+            result.append(response)
+            rest = response.rest
+        }
+        return result
+    }
+
+    /// The first head arriving in many small segments: each is peeked anew, none is lost.
+    @Test(arguments: [false, true])
+    func headArrivingInPiecesIsServed(unixSocket: Bool) async throws {
+        let path = NSTemporaryDirectory() + "ociman-gate-\(UUID().uuidString).sock"
+        let listen: ListenAddress = unixSocket ? .unix(path: path) : .tcp(host: "127.0.0.1", port: 0)
+        try await withServer(listen: listen, routes: [(.post, "/echo", MHDServerTests.echoBody)]) { server in
+            let socket = try unixSocket ? RawSocket.connect(unixPath: path) : RawSocket.connect(port: server.port)
+            let request = Self.head("POST /echo HTTP/1.1", "Host: localhost", "Content-Length: 5") + Array("hello".utf8)
+            for byte in request {
+                try socket.send([byte])
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            let response = await socket.readResponse(timeout: .seconds(3))
+            #expect(response?.status == 200)
+            #expect(response?.text == "hello")
+            // The connection is kept, and the next request on it is libmicrohttpd's alone.
+            try socket.send(Self.head("POST /echo HTTP/1.1", "Host: localhost", "Content-Length: 2") + Array("ok".utf8))
+            #expect(await socket.readResponse(timeout: .seconds(3))?.text == "ok")
+        }
+    }
+
+    /// IPv6 clients pass the gate too, and are counted per address like IPv4 ones.
+    @Test func ipv6ClientsAreGatedAndCapped() async throws {
+        try await withServer(
+            listen: .tcp(host: "::1", port: 0), configure: { $0.perAddressConnectionLimit = 1 },
+            routes: [(.get, "/health", MHDServerTests.named("ok"))]
+        ) { server in
+            let first = try await HTTPTestConnection.connect(host: "::1", port: server.port)
+            #expect(try await first.request("GET", "/health").status == 200)
+            let second = try await HTTPTestConnection.connect(host: "::1", port: server.port)
+            // Answered at accept, before it sends a byte (sending could meet the closed socket).
+            #expect(try await second.readResponse(timeout: .seconds(2)).status == 503)
+            await second.close()
+            await first.close()
+        }
+    }
+
+    @Test func malformedHeadOnAUnixSocketIsAProblem() async throws {
+        let path = NSTemporaryDirectory() + "ociman-gate-\(UUID().uuidString).sock"
+        try await withServer(listen: .unix(path: path), routes: [(.get, "/health", MHDServerTests.named("ok"))]) { server in
+            let socket = try RawSocket.connect(unixPath: path)
+            try socket.send(Array("GET /health HTTP/2.0\r\nHost: localhost\r\n\r\n".utf8))
+            let (received, closed) = await socket.readUntilClose(timeout: .seconds(3))
+            let answer = try #require(RawResponse(received))
+            #expect(answer.status == 505)
+            Self.expectProblem(answer, "HTTP/2.0 on a unix socket")
+            #expect(answer.rest.isEmpty)
+            #expect(closed)
+        }
+    }
+
+    /// A client that connects and leaves, or leaves half-way through its head, costs nothing:
+    /// its slot is free again at once.
+    @Test func clientsLeavingBeforeTheirHeadIsInFreeTheirSlot() async throws {
+        try await withServer(
+            configure: {
+                $0.connectionLimit = 2
+                $0.perAddressConnectionLimit = 0
+            },
+            routes: [(.get, "/health", MHDServerTests.named("ok"))]
+        ) { server in
+            for round in 0..<5 {
+                var silent: RawSocket? = try RawSocket.connect(port: server.port)
+                var partial: RawSocket? = try RawSocket.connect(port: server.port)
+                try partial?.send("GET /health HTTP/1.1\r\nHo")
+                try await Task.sleep(for: .milliseconds(50))
+                #expect(server.server.openConnectionCount == 2, "round \(round)")
+                silent = nil
+                partial?.shutdownWrite()
+                let freed = ContinuousClock.now.advanced(by: .seconds(2))
+                while server.server.openConnectionCount > 0, ContinuousClock.now < freed { try await Task.sleep(for: .milliseconds(10)) }
+                #expect(server.server.openConnectionCount == 0, "round \(round)")
+                partial = nil
+                _ = silent
+            }
+            let socket = try RawSocket.connect(port: server.port)
+            try socket.send(Self.head("GET /health HTTP/1.1", "Host: localhost"))
+            #expect(await socket.readResponse(timeout: .seconds(2))?.status == 200)
+        }
+    }
+
+    /// During the grace the listener is closed: a new client is refused by the kernel at once.
+    @Test func shutdownRefusesNewClientsAtOnceDuringTheGrace() async throws {
+        let release = Event()
+        let handler: MHDServer.Handler = { _, _, _ in
+            while release.firedAt == nil { try await Task.sleep(for: .milliseconds(20)) }
+            return text("done")
+        }
+        let server = try TestServer.start(routes: [(.get, "/slow", handler)])
+        let busy = try RawSocket.connect(port: server.port)
+        try busy.send(Self.head("GET /slow HTTP/1.1", "Host: localhost"))
+        let arrived = ContinuousClock.now.advanced(by: .seconds(2))
+        while server.server.inFlightRequestCount == 0, ContinuousClock.now < arrived { try await Task.sleep(for: .milliseconds(10)) }
+        let shutdown = Task { await server.server.shutdown(gracePeriod: .seconds(5)) }
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(throws: (any Error).self) { _ = try RawSocket.connect(port: server.port) }
+        release.fire()
+        #expect(await busy.readResponse(timeout: .seconds(3))?.text == "done")
+        await shutdown.value
     }
 
     // MARK: - Half-closed clients
