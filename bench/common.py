@@ -378,16 +378,17 @@ class OcimandPool:
         self.current: Ocimand | None = None
         self.failed: dict[str | None, str] = {}
 
-    def get(self, backend: str | None, fresh: bool = False) -> Ocimand:
+    def get(self, backend: str | None, fresh: bool = False, extra_args=()) -> Ocimand:
         if backend in self.failed:
             raise OcimandUnavailable(self.failed[backend])
         if self.current is not None and (fresh or self.current.backend != backend
+                                         or self.current.extra_args != list(extra_args)
                                          or self.current.proc is None
                                          or self.current.proc.poll() is not None):
             self.current.stop()
             self.current = None
         if self.current is None:
-            o = Ocimand(backend, self.context_root, self.binary)
+            o = Ocimand(backend, self.context_root, self.binary, extra_args=extra_args)
             try:
                 o.start()
             except OcimandUnavailable as e:
