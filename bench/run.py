@@ -1006,6 +1006,19 @@ def section_pools(ctx):
             c.request("DELETE", f"/pools/{name}")
             for cid in created:
                 engine_remove(kind, cid)
+            # Released members are removed in the background: wait for them, so that the next
+            # engine's PostgreSQL containers do not boot next to these (all run as the same uid,
+            # under one nproc limit).
+            deadline = time.monotonic() + 180
+            members = []
+            while time.monotonic() < deadline:
+                r = c.request("GET", "/containers?" + urllib.parse.urlencode({"label": f"ociman.pool={name}"}))
+                members = [m["id"] for m in r.json()] if r.status == 200 else []
+                if not members:
+                    break
+                time.sleep(0.5)
+            for cid in members:
+                engine_remove(kind, cid)
             c.close()
 
 

@@ -140,6 +140,9 @@ default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 
 [engine]
 runtime = "runc"
+# Each exec through the API leaves two conmon processes sleeping this long before they clean up
+# (300 s by default, "to mimic Docker"); readiness probes exec many times a second.
+exit_command_delay = 10
 '
 CONF_CHANGED=0
 
@@ -152,6 +155,7 @@ import sys, tomllib
 with open(sys.argv[1], "rb") as f:
     c = tomllib.load(f)
 ok = (c.get("engine", {}).get("runtime") == "runc"
+      and c.get("engine", {}).get("exit_command_delay") == 10
       and set(c.get("containers", {}).get("default_ulimits", [])) >= {"nofile=1024:1024", "nproc=1024:1024"})
 sys.exit(0 if ok else 1)
 EOF
@@ -167,7 +171,7 @@ ensure_containers_conf() {
         log "existing $CONTAINERS_CONF is not equivalent; saved it as $bak"
     fi
     printf '%s' "$CONF_TEXT" >"$CONTAINERS_CONF"
-    log "wrote $CONTAINERS_CONF (runtime runc, nofile/nproc 1024)"
+    log "wrote $CONTAINERS_CONF (runtime runc, nofile/nproc 1024, exit_command_delay 10 s)"
     CONF_CHANGED=1
     ACTIONS+=("wrote $CONTAINERS_CONF")
 }
