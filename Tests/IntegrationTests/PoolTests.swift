@@ -167,6 +167,28 @@ struct PoolTests {
         }
     }
 
+    @Test("members released just before SIGTERM are removed before ocimand exits", arguments: TestEngines.available)
+    func releasesFinishOnShutdown(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
+        let pool = "p\(fixture.runID)"
+        try await fixture.withCleanup {
+            // More releases than are removed at once, so some are still queued at the SIGTERM.
+            let released = try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                try await client.putPool(pool, Self.spec(fixture, size: 16, max: 16, concurrency: 4))
+                try await client.waitForReady(pool, count: 16)
+                var ids: [String] = []
+                for _ in 0..<16 {
+                    let claim = try await client.post("/pools/\(pool)/claim", json: [:])
+                    ids.append(try #require(try claim.object()["id"] as? String, "\(claim.text)"))
+                }
+                for id in ids { #expect(try await client.delete("/pools/\(pool)/members/\(id)").status == 202) }
+                return Set(ids)
+            }
+            #expect(Set(try await fixture.poolMembers(pool)).isDisjoint(with: released))
+        }
+    }
+
     @Test("identical specifications share a key; a changed one drains the old members", arguments: TestEngines.available)
     func keysAndDrain(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
@@ -377,11 +399,6 @@ extension OcimandClient {
 extension EngineFixture {
     /// Containers labelled as members of `pool` (claimed ones too).
     func poolMembers(_ pool: String) async throws -> [String] {
-        let all = try await labelledContainers()
-        var members: [String] = []
-        for id in all where try await labels(of: id)["ociman.pool"] == pool {
-            members.append(id)
-        }
-        return members
+        try await labelledContainers(alsoLabelled: ["ociman.pool=\(pool)"])
     }
 }

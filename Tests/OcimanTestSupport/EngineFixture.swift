@@ -18,10 +18,11 @@ public struct EngineFixture: Sendable {
 
     public var labels: [String: String] { [labelKey: runID] }
 
-    /// IDs of all containers (running or not) with this fixture's label.
-    public func labelledContainers() async throws -> [String] {
+    /// This run's containers, stopped ones too, that also carry every label filter in `alsoLabelled`.
+    public func labelledContainers(alsoLabelled: [String] = []) async throws -> [String] {
         struct Summary: Decodable { var Id: String }
-        let filters = "{\"label\":[\"\(labelKey)=\(runID)\"]}"
+        let labels = ["\(labelKey)=\(runID)"] + alsoLabelled
+        let filters = String(decoding: try JSONEncoder().encode(["label": labels]), as: UTF8.self)
         let response = try await client.send(
             EngineRequest(.GET, "/containers/json", query: [("all", "true"), ("filters", filters)]))
         return try JSONDecoder().decode([Summary].self, from: Data(response.body)).map(\.Id)

@@ -108,11 +108,21 @@ public actor PoolManager {
     }
 
     /// Stops booting and watching; members stay for the next start.
+    /// Released members still queued are removed now, and removals under way are waited for (at
+    /// most `bootCancelGrace`): the next ocimand might use another state directory, where no claim
+    /// would tell its reaper that they were given back.
     public func stop() async {
         watcher?.cancel()
         let boots = pools.values.flatMap { $0.booting.values }
         for boot in boots { boot.cancel() }
         await Self.awaitBoots(boots)
+        let queued = releases
+        releases = []
+        _ = await runtime.removeContainers(queued)
+        let deadline = ContinuousClock.now + Self.bootCancelGrace
+        while releasing > 0, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// Waits for cancelled boots to end, at most `bootCancelGrace`: a boot still in an engine
