@@ -46,8 +46,9 @@ extension Runtime {
     /// pause twice the last up to a cap: a port that opens is seen within the cap, and a
     /// container that stops ends the probing through its `die` event (`watchStop`).
     static let firstProbeDelay = Duration.milliseconds(1)
-    /// A TCP probe costs a socket-table read and a loopback connect.
-    static let tcpProbeDelayCap = Duration.milliseconds(4)
+    /// A TCP probe costs a read of the container's socket table (tens of µs) until its server
+    /// listens, then one loopback connect.
+    static let tcpProbeDelayCap = Duration.milliseconds(2)
     /// An exec probe costs the engine an exec session, which takes far longer than the pause.
     static let execProbeDelayCap = Duration.milliseconds(8)
     static let problemLogLines = 50

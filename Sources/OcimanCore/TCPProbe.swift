@@ -27,7 +27,12 @@ public enum TCPProbe {
             }
         let channel: any Channel
         do {
-            channel = try await bootstrap.connect(host: host, port: port).get()
+            // An address literal (the usual case) needs no resolver round trip.
+            if let address = try? SocketAddress(ipAddress: host, port: port) {
+                channel = try await bootstrap.connect(to: address).get()
+            } else {
+                channel = try await bootstrap.connect(host: host, port: port).get()
+            }
         } catch {
             verdict.succeed(.notReady)
             return .notReady
