@@ -65,7 +65,10 @@ public actor PoolManager {
     /// Released members waiting for removal, and how many removals run.
     private var releases: [String] = []
     private var releasing = 0
-    private static let releaseParallelism = 4
+    /// One removal at a time: a database's teardown is heavy work for the engine and the kernel,
+    /// and several at once slow the claims that follow (first query 6.1 → 5.0 ms p50 on Docker
+    /// with one instead of four); a suite gives members back at the pace of its tests anyway.
+    private static let releaseParallelism = 1
 
     public init(runtime: Runtime, store: PoolStore, logger: Logger) {
         self.runtime = runtime
