@@ -141,6 +141,15 @@ public enum ManagedLabels {
     public static let reserved: Set<String> = [managed, created, expiresAt, session, pool, poolKey]
 }
 
+/// The engines' label filters, as `GET /containers` and `/events` take them.
+public enum LabelFilter {
+    /// `key` wants the label present, `key=value` (`key=` included) that value.
+    public static func matches(_ filter: String, _ labels: [String: String]) -> Bool {
+        guard let equals = filter.firstIndex(of: "=") else { return labels[filter] != nil }
+        return labels[String(filter[..<equals])] == String(filter[filter.index(after: equals)...])
+    }
+}
+
 public struct ContainerState: Sendable, Hashable {
     public var status: String
     public var running: Bool

@@ -88,7 +88,7 @@ public final class Reaper: Sendable {
         var due: [(id: String, reason: Reason)] = []
         for container in containers {
             // A claimed pool member carries its claim's session and time-to-live in the pool state.
-            let labels = container.labels.merging(runtime.pools.claimLabels(container.id) ?? [:]) { $1 }
+            let labels = runtime.pools.labels(of: container.id, engineLabels: container.labels)
             if let reason = Self.reason(toRemove: labels, now: now, sessions: sessions) {
                 due.append((container.id, reason))
             } else if let session = labels[ManagedLabels.session],

@@ -235,7 +235,7 @@ extension Runtime {
     /// By full id, unique id prefix or name.
     public func inspect(_ id: String) async throws(OcimanError) -> Container {
         var container = try await onContainer(id) { try await engine.inspectContainer(id) }.container
-        if let claimed = pools.claimLabels(container.id) { container.labels.merge(claimed) { $1 } }
+        container.labels = pools.labels(of: container.id, engineLabels: container.labels)
         return container
     }
 
@@ -261,15 +261,9 @@ extension Runtime {
         }
         return listed.compactMap { summary in
             var shown = summary
-            if let claimed = pools.claimLabels(summary.id) { shown.labels.merge(claimed) { $1 } }
-            return labels.allSatisfy { Self.label(filter: $0, matches: shown.labels) } ? shown : nil
+            shown.labels = pools.labels(of: summary.id, engineLabels: summary.labels)
+            return labels.allSatisfy { LabelFilter.matches($0, shown.labels) } ? shown : nil
         }
-    }
-
-    /// The engines' label filter: `key` wants the label present, `key=value` that value.
-    static func label(filter: String, matches labels: [String: String]) -> Bool {
-        guard let equals = filter.firstIndex(of: "=") else { return labels[filter] != nil }
-        return labels[String(filter[..<equals])] == String(filter[filter.index(after: equals)...])
     }
 
     /// Runs an engine call about container `id`: an unknown one is "no such container", every

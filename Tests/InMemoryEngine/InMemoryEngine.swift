@@ -180,11 +180,7 @@ public final class InMemoryEngine: ContainerEngine {
         return state.withLock { state in
             state.containers.values.sorted { $0.id < $1.id }.filter { stored in
                 if let name, stored.config.name != name { return false }
-                return labels.allSatisfy { filter in
-                    let parts = filter.split(separator: "=", maxSplits: 1).map(String.init)
-                    guard let value = stored.config.labels[parts[0]] else { return false }
-                    return parts.count == 1 || value == parts[1]
-                }
+                return labels.allSatisfy { LabelFilter.matches($0, stored.config.labels) }
             }.map { stored in
                 let view = Self.view(stored)
                 return ContainerSummary(

@@ -8,60 +8,46 @@ import Testing
 struct PoolTests {
     @Test("50 concurrent claims on a pool of 10 get 50 distinct running containers", arguments: TestEngines.available)
     func concurrentClaimsAreDistinct(engine: String) async throws {
-        let fixture = EngineFixture(engine: engine)
-        let state = try StateDirectory()
-        let pool = "p\(fixture.runID)"
-        try await fixture.withCleanup {
-            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
-                try await client.putPool(pool, Self.spec(fixture, size: 10, max: 20, concurrency: 4))
-                try await client.waitForReady(pool, count: 10)
-                let ids = try await withThrowingTaskGroup(of: String.self) { group in
-                    for _ in 0..<50 {
-                        group.addTask {
-                            let answer = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 120])
-                            guard answer.status == 201, let id = try answer.object()["id"] as? String else {
-                                throw TestSupportError("claim answered \(answer.status): \(answer.text)")
-                            }
-                            #expect(try answer.object()["state"].flatMap { ($0 as? [String: Any])?["running"] as? Bool } == true)
-                            return id
+        try await Self.withReadyPool(engine, size: 10, max: 20, concurrency: 4) { fixture, pool, client in
+            let ids = try await withThrowingTaskGroup(of: String.self) { group in
+                for _ in 0..<50 {
+                    group.addTask {
+                        let answer = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 120])
+                        guard answer.status == 201, let id = try answer.object()["id"] as? String else {
+                            throw TestSupportError("claim answered \(answer.status): \(answer.text)")
                         }
+                        #expect(try answer.object()["state"].flatMap { ($0 as? [String: Any])?["running"] as? Bool } == true)
+                        return id
                     }
-                    return try await group.reduce(into: [String]()) { $0.append($1) }
                 }
-                #expect(ids.count == 50)
-                #expect(Set(ids).count == 50)
-                let status = try await client.get("/pools/\(pool)").object()
-                #expect(status["claimed"] as? Int == 50)
-                #expect(try await client.delete("/pools/\(pool)").status == 204)
+                return try await group.reduce(into: [String]()) { $0.append($1) }
             }
+            #expect(ids.count == 50)
+            #expect(Set(ids).count == 50)
+            let status = try await client.get("/pools/\(pool)").object()
+            #expect(status["claimed"] as? Int == 50)
+            #expect(try await client.delete("/pools/\(pool)").status == 204)
         }
     }
 
     @Test("a member that dies while waiting is replaced and never handed out", arguments: TestEngines.available)
     func deadMemberIsReplaced(engine: String) async throws {
-        let fixture = EngineFixture(engine: engine)
-        let state = try StateDirectory()
-        let pool = "p\(fixture.runID)"
-        try await fixture.withCleanup {
-            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
-                try await client.putPool(pool, Self.spec(fixture, size: 2, max: 2))
-                try await client.waitForReady(pool, count: 2)
-                let members = try await fixture.poolMembers(pool)
-                #expect(members.count == 2)
-                let victim = try #require(members.first)
-                try CLI.run(engine, ["kill", victim])
-                // Claimed at once, before or after ocimand saw the death: never the dead one.
-                var claimed: [String] = []
-                for _ in 0..<2 {
-                    let answer = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
-                    #expect(answer.status == 201, "\(answer.text)")
-                    claimed.append(try #require(try answer.object()["id"] as? String))
-                }
-                #expect(!claimed.contains(victim))
-                try await client.waitForReady(pool, count: 2)
-                try await fixture.waitUntilGone(victim, within: .seconds(10))
-                #expect(try await client.delete("/pools/\(pool)").status == 204)
+        try await Self.withReadyPool(engine, size: 2, max: 2) { fixture, pool, client in
+            let members = try await fixture.poolMembers(pool)
+            #expect(members.count == 2)
+            let victim = try #require(members.first)
+            try CLI.run(engine, ["kill", victim])
+            // Claimed at once, before or after ocimand saw the death: never the dead one.
+            var claimed: [String] = []
+            for _ in 0..<2 {
+                let answer = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+                #expect(answer.status == 201, "\(answer.text)")
+                claimed.append(try #require(try answer.object()["id"] as? String))
             }
+            #expect(!claimed.contains(victim))
+            try await client.waitForReady(pool, count: 2)
+            try await fixture.waitUntilGone(victim, within: .seconds(10))
+            #expect(try await client.delete("/pools/\(pool)").status == 204)
         }
     }
 
@@ -129,21 +115,14 @@ struct PoolTests {
 
     @Test("deleting a pool removes every member not handed out, booting ones too", arguments: TestEngines.available)
     func deleteLeavesNothing(engine: String) async throws {
-        let fixture = EngineFixture(engine: engine)
-        let state = try StateDirectory()
-        let pool = "p\(fixture.runID)"
-        try await fixture.withCleanup {
-            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
-                try await client.putPool(pool, Self.spec(fixture, size: 4, max: 4))
-                try await client.waitForReady(pool, count: 1)
-                let claim = try await client.post("/pools/\(pool)/claim", json: [:])
-                let claimed = try #require(try claim.object()["id"] as? String)
-                #expect(try await client.delete("/pools/\(pool)").status == 204)
-                #expect(try await fixture.poolMembers(pool) == [claimed])
-                #expect(try await client.get("/pools/\(pool)").status == 404)
-                #expect(try await client.delete("/containers/\(claimed)?force=true").status == 204)
-                #expect(try await fixture.poolMembers(pool).isEmpty)
-            }
+        try await Self.withReadyPool(engine, size: 4, max: 4, ready: 1) { fixture, pool, client in
+            let claim = try await client.post("/pools/\(pool)/claim", json: [:])
+            let claimed = try #require(try claim.object()["id"] as? String)
+            #expect(try await client.delete("/pools/\(pool)").status == 204)
+            #expect(try await fixture.poolMembers(pool) == [claimed])
+            #expect(try await client.get("/pools/\(pool)").status == 404)
+            #expect(try await client.delete("/containers/\(claimed)?force=true").status == 204)
+            #expect(try await fixture.poolMembers(pool).isEmpty)
         }
     }
 
@@ -242,64 +221,50 @@ struct PoolTests {
 
     @Test("a claim's session and time-to-live apply to the claimed member; metrics count the pool", arguments: TestEngines.available)
     func claimLeasesAndMetrics(engine: String) async throws {
-        let fixture = EngineFixture(engine: engine)
-        let pool = "p\(fixture.runID)"
-        let state = try StateDirectory()
-        try await fixture.withCleanup {
-            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
-                try await client.putPool(pool, Self.spec(fixture, size: 2, max: 2))
-                try await client.waitForReady(pool, count: 2)
-                let session = try #require(try await client.post("/sessions", json: ["lease_seconds": 60]).object()["id"] as? String)
-                let bySession = try #require(
-                    try await client.post("/pools/\(pool)/claim", json: ["session": session, "name": "claimed-\(fixture.runID)"])
-                        .object())
-                #expect(bySession["name"] as? String == "claimed-\(fixture.runID)")
-                let byTTL = try #require(try await client.post("/pools/\(pool)/claim", json: ["ttl_seconds": 1]).object()["id"] as? String)
-                try await fixture.waitUntilGone(byTTL, within: .seconds(10))
-                #expect(try await client.delete("/sessions/\(session)").status == 200)
-                try await fixture.waitUntilGone(try #require(bySession["id"] as? String), within: .seconds(10))
-                let metrics = try await client.get("/metrics").text
-                #expect(metrics.contains("ociman_pool_members{pool=\"\(pool)\",state=\"ready\"}")
-                    || metrics.contains("ociman_pool_members{state=\"ready\",pool=\"\(pool)\"}"))
-                #expect(metrics.contains("ociman_pool_claims_total"))
-                #expect(metrics.contains("ociman_pool_boot_seconds"))
-                #expect(try await client.delete("/pools/\(pool)").status == 204)
-            }
+        try await Self.withReadyPool(engine, size: 2, max: 2) { fixture, pool, client in
+            let session = try #require(try await client.post("/sessions", json: ["lease_seconds": 60]).object()["id"] as? String)
+            let bySession = try #require(
+                try await client.post("/pools/\(pool)/claim", json: ["session": session, "name": "claimed-\(fixture.runID)"])
+                    .object())
+            #expect(bySession["name"] as? String == "claimed-\(fixture.runID)")
+            let byTTL = try #require(try await client.post("/pools/\(pool)/claim", json: ["ttl_seconds": 1]).object()["id"] as? String)
+            try await fixture.waitUntilGone(byTTL, within: .seconds(10))
+            #expect(try await client.delete("/sessions/\(session)").status == 200)
+            try await fixture.waitUntilGone(try #require(bySession["id"] as? String), within: .seconds(10))
+            let metrics = try await client.get("/metrics").text
+            #expect(metrics.contains("ociman_pool_members{pool=\"\(pool)\",state=\"ready\"}")
+                || metrics.contains("ociman_pool_members{state=\"ready\",pool=\"\(pool)\"}"))
+            #expect(metrics.contains("ociman_pool_claims_total"))
+            #expect(metrics.contains("ociman_pool_boot_seconds"))
+            #expect(try await client.delete("/pools/\(pool)").status == 204)
         }
     }
 
     @Test("a claim's labels show in inspect and list and match list's label filter; ociman's own keys are refused", arguments: TestEngines.available)
     func claimLabels(engine: String) async throws {
-        let fixture = EngineFixture(engine: engine)
-        let pool = "p\(fixture.runID)"
-        let state = try StateDirectory()
-        try await fixture.withCleanup {
-            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
-                try await client.putPool(pool, Self.spec(fixture, size: 2, max: 2))
-                try await client.waitForReady(pool, count: 2)
-                let tag = "ociman.test.claimer"
-                let refused = try await client.post("/pools/\(pool)/claim", json: ["labels": ["ociman.session": "x"]])
-                #expect(refused.status == 400, "\(refused.text)")
-                #expect(try refused.object()["detail"].map { "\($0)" }?.contains("ociman.session") == true)
-                let claim = try await client.post("/pools/\(pool)/claim", json: ["labels": [tag: fixture.runID]])
-                let claimed = try claim.object()
-                let id = try #require(claimed["id"] as? String, "\(claim.text)")
-                #expect((claimed["labels"] as? [String: String])?[tag] == fixture.runID)
-                let inspected = try await client.get("/containers/\(id)").object()
-                #expect((inspected["labels"] as? [String: String])?[tag] == fixture.runID)
-                // The filter finds the claimed member and nothing else: not the pool's other member.
-                for filter in ["\(tag)=\(fixture.runID)", tag] {
-                    let listed = try await client.get("/containers?label=\(filter)").array()
-                    let ids = listed.compactMap { $0["id"] as? String }
-                    #expect(ids == [id], "label=\(filter): \(ids)")
-                    #expect((listed.first?["labels"] as? [String: String])?[tag] == fixture.runID)
-                }
-                #expect(try await client.get("/containers?label=\(tag)=other").array().isEmpty)
-                // Labels the engine has still filter as before.
-                let byPool = try await client.get("/containers?label=ociman.pool=\(pool)").array()
-                #expect(byPool.contains { $0["id"] as? String == id })
-                #expect(try await client.delete("/pools/\(pool)").status == 204)
+        try await Self.withReadyPool(engine, size: 2, max: 2) { fixture, pool, client in
+            let tag = "ociman.test.claimer"
+            let refused = try await client.post("/pools/\(pool)/claim", json: ["labels": ["ociman.session": "x"]])
+            #expect(refused.status == 400, "\(refused.text)")
+            #expect(try refused.object()["detail"].map { "\($0)" }?.contains("ociman.session") == true)
+            let claim = try await client.post("/pools/\(pool)/claim", json: ["labels": [tag: fixture.runID]])
+            let claimed = try claim.object()
+            let id = try #require(claimed["id"] as? String, "\(claim.text)")
+            #expect((claimed["labels"] as? [String: String])?[tag] == fixture.runID)
+            let inspected = try await client.get("/containers/\(id)").object()
+            #expect((inspected["labels"] as? [String: String])?[tag] == fixture.runID)
+            // The filter finds the claimed member and nothing else: not the pool's other member.
+            for filter in ["\(tag)=\(fixture.runID)", tag] {
+                let listed = try await client.get("/containers?label=\(filter)").array()
+                let ids = listed.compactMap { $0["id"] as? String }
+                #expect(ids == [id], "label=\(filter): \(ids)")
+                #expect((listed.first?["labels"] as? [String: String])?[tag] == fixture.runID)
             }
+            #expect(try await client.get("/containers?label=\(tag)=other").array().isEmpty)
+            // Labels the engine has still filter as before.
+            let byPool = try await client.get("/containers?label=ociman.pool=\(pool)").array()
+            #expect(byPool.contains { $0["id"] as? String == id })
+            #expect(try await client.delete("/pools/\(pool)").status == 204)
         }
     }
 
@@ -358,6 +323,24 @@ struct PoolTests {
         let pools = saved?["pools"] as? [String: Any]
         let stored = pools?[pool] as? [String: Any]
         return Set(try #require(stored?["ready"] as? [String], "no ready list for \(pool) in \(file)"))
+    }
+
+    /// Runs `body` with an ocimand (its own state directory) whose pool of busybox servers has
+    /// `ready` members (all `size` unless given); whatever the test made is removed afterwards.
+    static func withReadyPool(
+        _ engine: String, size: Int, max: Int, concurrency: Int = 2, ready: Int? = nil,
+        _ body: (EngineFixture, String, OcimandClient) async throws -> Void
+    ) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let pool = "p\(fixture.runID)"
+        let state = try StateDirectory()
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                try await client.putPool(pool, spec(fixture, size: size, max: max, concurrency: concurrency))
+                try await client.waitForReady(pool, count: ready ?? size)
+                try await body(fixture, pool, client)
+            }
+        }
     }
 
     /// A busybox server that is ready once its port answers.

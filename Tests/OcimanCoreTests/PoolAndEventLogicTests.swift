@@ -36,6 +36,17 @@ struct PoolAndEventLogicTests {
         #expect(!EventFilter(kinds: [.die, .tag]).containersOnly)
     }
 
+    @Test func labelFiltersAreTheEngines() {
+        let labels = ["role": "db", "empty": "", "url": "a=b"]
+        #expect(LabelFilter.matches("role", labels))
+        #expect(LabelFilter.matches("role=db", labels))
+        #expect(!LabelFilter.matches("role=web", labels))
+        #expect(!LabelFilter.matches("role=", labels))
+        #expect(LabelFilter.matches("empty=", labels))
+        #expect(LabelFilter.matches("url=a=b", labels))
+        #expect(!LabelFilter.matches("missing", labels))
+    }
+
     @Test func aQuietStreamYieldsHeartbeatsAndThenItsElements() async throws {
         let (upstream, sink) = AsyncThrowingStream.makeStream(of: Int.self)
         var items = AsyncThrowingStream.withHeartbeats(upstream, every: .milliseconds(20)).makeAsyncIterator()

@@ -83,10 +83,6 @@ public struct EventFilter: Sendable, Equatable {
                 containers.contains(where: { $0 == event.id || $0 == event.name || (event.id.hasPrefix($0) && $0.count >= 12) })
             else { return false }
         }
-        return labels.allSatisfy { filter in
-            let parts = filter.split(separator: "=", maxSplits: 1)
-            let value = event.labels[String(parts[0])]
-            return parts.count == 1 ? value != nil : value == String(parts[1])
-        }
+        return labels.allSatisfy { LabelFilter.matches($0, event.labels) }
     }
 }

@@ -321,7 +321,7 @@ public actor PoolManager {
         persist(name, claim: (container.id, claim))
         Counter(label: "ociman_pool_claims_total", dimensions: [("pool", name)]).increment()
         var claimed = container
-        claimed.labels.merge(store.claimLabels(container.id) ?? [:]) { $1 }
+        claimed.labels = store.labels(of: container.id, engineLabels: container.labels)
         if let newName = options.name {
             do {
                 try await runtime.engine.renameContainer(container.id, to: newName)

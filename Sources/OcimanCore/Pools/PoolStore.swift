@@ -78,11 +78,11 @@ public final class PoolStore: Sendable {
         }
     }
 
-    /// The labels a claim adds to a pool member (the claimer's, its session and time-to-live),
-    /// which inspect, list and the reaper see on top of the engine's; nil for any other container.
-    public func claimLabels(_ containerID: String) -> [String: String]? {
-        guard let claim = state.withLock({ $0.claims[containerID] }) else { return nil }
-        var labels = claim.labels ?? [:]
+    /// A container's labels as inspect, list and the reaper see them: the engine's, and for a
+    /// claimed pool member its claim's on top (the claimer's, its session and time-to-live).
+    public func labels(of containerID: String, engineLabels: [String: String]) -> [String: String] {
+        guard let claim = state.withLock({ $0.claims[containerID] }) else { return engineLabels }
+        var labels = engineLabels.merging(claim.labels ?? [:]) { $1 }
         if let session = claim.session { labels[ManagedLabels.session] = session }
         if let expiresAt = claim.expiresAt { labels[ManagedLabels.expiresAt] = String(expiresAt) }
         return labels
