@@ -59,6 +59,7 @@ final class ConnectionGate: @unchecked Sendable {
         var deadline: ContinuousClock.Instant
         var lateAnswer: [UInt8]
         var requestLineSeen = false
+        var checked = HeadSyntax.Progress()
     }
 
     private var pending: [Int32: Pending] = [:]
@@ -241,7 +242,7 @@ final class ConnectionGate: @unchecked Sendable {
         }
         guard received > 0 else { return }
         let peeked = UnsafeRawBufferPointer(rebasing: peekBuffer[..<received])
-        var verdict = HeadSyntax.check(peeked, limits: settings.limits)
+        var verdict = HeadSyntax.check(peeked, limits: settings.limits, resuming: &entry.checked)
         // The chunked body bytes that came with the head: the only ones the gate can see.
         if case .complete(let length, chunked: true) = verdict,
             let refusal = HeadSyntax.checkChunkedPrefix(UnsafeRawBufferPointer(rebasing: peeked[length...]))
@@ -276,8 +277,8 @@ final class ConnectionGate: @unchecked Sendable {
                         entry.lateAnswer = settings.answers.requestTimeout
                     }
                 }
-                pending[descriptor] = entry
             }
+            pending[descriptor] = entry
         }
     }
 

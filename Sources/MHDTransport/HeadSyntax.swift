@@ -32,54 +32,73 @@ enum HeadSyntax {
         case refused(HeadRefusal)
     }
 
-    static func check(_ bytes: UnsafeRawBufferPointer, limits: Limits) -> Verdict {
+    /// How far a head has been checked: the lines before `position`, with what they said. Kept
+    /// between arrivals (`ConnectionGate`), so a client that trickles its head in costs each line
+    /// one check, not a parse of everything before it on every byte.
+    struct Progress {
         var position = 0
-        // RFC 9112 §2.2: empty lines before the request line are ignored (libmicrohttpd skips them too).
-        while position < bytes.count, bytes[position] == cr || bytes[position] == lf {
-            switch lineEnd(bytes, from: position) {
-            case .found(let contentEnd, let next) where contentEnd == position: position = next
-            case .found: return .refused(HeadRefusal(status: .badRequest, detail: "a CR not followed by LF"))
-            case .missing: return .incomplete(requestLine: false)
-            case .bareCR: return .refused(HeadRefusal(status: .badRequest, detail: "a CR not followed by LF"))
-            }
-        }
+        var requestLineChecked = false
         var http10 = false
-        switch lineEnd(bytes, from: position) {
-        case .bareCR:
-            return .refused(HeadRefusal(status: .badRequest, detail: "a CR not followed by LF"))
-        case .missing:
-            return partialRequestLine(bytes, from: position, limits: limits) ?? .incomplete(requestLine: false)
-        case .found(let contentEnd, let next):
-            if next > limits.headBytes { return tooLarge(limits) }
-            do {
-                http10 = try requestLine(UnsafeRawBufferPointer(rebasing: bytes[position..<contentEnd]), limits: limits)
-            } catch {
-                return .refused(error)
-            }
-            position = next
-        }
         var fields: [(name: String, value: String)] = []
+    }
+
+    static func check(_ bytes: UnsafeRawBufferPointer, limits: Limits) -> Verdict {
+        var progress = Progress()
+        return check(bytes, limits: limits, resuming: &progress)
+    }
+
+    /// `bytes` always start at the head's first byte (more of them each time); `progress` is what
+    /// the last check on a shorter prefix of them left.
+    static func check(_ bytes: UnsafeRawBufferPointer, limits: Limits, resuming progress: inout Progress) -> Verdict {
+        if !progress.requestLineChecked {
+            // RFC 9112 §2.2: empty lines before the request line are ignored (libmicrohttpd skips them too).
+            while progress.position < bytes.count, bytes[progress.position] == cr || bytes[progress.position] == lf {
+                switch lineEnd(bytes, from: progress.position) {
+                case .found(let contentEnd, let next) where contentEnd == progress.position: progress.position = next
+                case .found: return .refused(HeadRefusal(status: .badRequest, detail: "a CR not followed by LF"))
+                case .missing: return .incomplete(requestLine: false)
+                case .bareCR: return .refused(HeadRefusal(status: .badRequest, detail: "a CR not followed by LF"))
+                }
+            }
+            switch lineEnd(bytes, from: progress.position) {
+            case .bareCR:
+                return .refused(HeadRefusal(status: .badRequest, detail: "a CR not followed by LF"))
+            case .missing:
+                return partialRequestLine(bytes, from: progress.position, limits: limits) ?? .incomplete(requestLine: false)
+            case .found(let contentEnd, let next):
+                if next > limits.headBytes { return tooLarge(limits) }
+                do {
+                    progress.http10 = try requestLine(
+                        UnsafeRawBufferPointer(rebasing: bytes[progress.position..<contentEnd]), limits: limits)
+                } catch {
+                    return .refused(error)
+                }
+                progress.requestLineChecked = true
+                progress.position = next
+            }
+        }
         while true {
-            switch lineEnd(bytes, from: position) {
+            switch lineEnd(bytes, from: progress.position) {
             case .bareCR:
                 return .refused(HeadRefusal(status: .badRequest, detail: "a CR not followed by LF"))
             case .missing:
                 return bytes.count > limits.headBytes ? tooLarge(limits) : .incomplete(requestLine: true)
             case .found(let contentEnd, let next):
                 if next > limits.headBytes { return tooLarge(limits) }
-                if contentEnd == position {
+                if contentEnd == progress.position {
                     do {
-                        return .complete(length: next, chunked: try checkFraming(fields, http10: http10))
+                        return .complete(length: next, chunked: try checkFraming(progress.fields, http10: progress.http10))
                     } catch {
                         return .refused(error)
                     }
                 }
                 do {
-                    fields.append(try fieldLine(UnsafeRawBufferPointer(rebasing: bytes[position..<contentEnd])))
+                    progress.fields.append(
+                        try fieldLine(UnsafeRawBufferPointer(rebasing: bytes[progress.position..<contentEnd])))
                 } catch {
                     return .refused(error)
                 }
-                position = next
+                progress.position = next
             }
         }
     }

@@ -16,6 +16,19 @@ import Testing
         bytes.withUnsafeBytes { HeadSyntax.check($0, limits: limits) }
     }
 
+    /// The verdict when the bytes arrive one at a time and each check resumes where the last
+    /// stopped, as the gate does: the first that is not `incomplete`, or the last.
+    static func trickled(_ bytes: [UInt8]) -> HeadSyntax.Verdict {
+        var progress = HeadSyntax.Progress()
+        var last = HeadSyntax.Verdict.incomplete(requestLine: false)
+        for end in 1...bytes.count {
+            last = Array(bytes[..<end]).withUnsafeBytes { HeadSyntax.check($0, limits: limits, resuming: &progress) }
+            if case .incomplete = last { continue }
+            return last
+        }
+        return last
+    }
+
     static func status(_ verdict: HeadSyntax.Verdict) -> Int? {
         if case .refused(let refusal) = verdict { return refusal.status.code }
         return nil
@@ -145,6 +158,13 @@ import Testing
         let verdict = Self.verdict(bytes)
         #expect(Self.status(verdict) == status, "\(name): \(verdict)")
         if case .refused(let refusal) = verdict { #expect(!refusal.detail.isEmpty, "\(name)") }
+        #expect(Self.trickled(bytes) == verdict, "\(name), byte by byte")
+    }
+
+    @Test(arguments: sound)
+    func aSoundHeadTrickledInIsCompleteAtItsEnd(_ head: String) {
+        let bytes = Array(head.utf8)
+        #expect(Self.trickled(bytes) == Self.verdict(bytes))
     }
 
     @Test func detailsNameWhatIsWrong() {
