@@ -14,6 +14,8 @@ PYTHON  ?= python3
 ARGS    ?=
 BENCH_ARGS ?=
 # The binary the container image ships (Dockerfile): Swift's runtime linked in, 2.5 MB less idle RSS.
+# swift test, repeating the failures at the end of its output (CI shows a log's tail).
+SWIFT_TEST := SWIFT=$(SWIFT) scripts/swift-test.sh
 RELEASE := $(SWIFT) build -c release --product ocimand --static-swift-stdlib
 
 # Swift lives in /opt/swift on these machines; make sure it is found from a bare environment.
@@ -56,13 +58,13 @@ test:
 	[ $$built = 0 ] && [ $$set_up = 0 ]
 	# Suites start ocimand processes and real containers with timing assertions (TTL reaping,
 	# readiness waits); on 2 cores running them all at once starves the engines, so one at a time.
-	$(SWIFT) test --no-parallel
+	$(SWIFT_TEST) --no-parallel
 	# The same engines reached as users elsewhere reach theirs (scripts/setup/): Docker over TCP with
 	# mutual TLS and over ssh (container, image and registry suites), and rootless Podman run by an
 	# unprivileged user (container and registry suites, and what only rootless has).
-	OCIMAN_TEST_ENGINES=docker-tls,docker-ssh $(SWIFT) test --no-parallel --skip-build \
+	OCIMAN_TEST_ENGINES=docker-tls,docker-ssh $(SWIFT_TEST) --no-parallel --skip-build \
 		--filter 'ContainerLifecycleTests|ImageTests|RegistryTests'
-	OCIMAN_TEST_ENGINES=podman-rootless $(SWIFT) test --no-parallel --skip-build \
+	OCIMAN_TEST_ENGINES=podman-rootless $(SWIFT_TEST) --no-parallel --skip-build \
 		--filter 'ContainerLifecycleTests|RegistryTests|RootlessPodmanTests'
 	# The contract fuzz (schemathesis) needs the engines to itself for the same reason.
 	scripts/contract-test.sh
