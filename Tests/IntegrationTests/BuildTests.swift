@@ -172,7 +172,13 @@ extension ImagesAndBuilds {
                     #expect(last["type"] as? String == "error")
                     #expect((last["message"] as? String)?.isEmpty == false)
                     #expect(try await fixture.engineImageExists(tag) == false)
-                    let leftover = try await fixture.buildContainers().subtracting(before)
+                    // Docker removes the failed step's container as it reports the error, not
+                    // always before the stream ends.
+                    var leftover: Set<String> = []
+                    _ = try await waitUntil(within: .seconds(10)) {
+                        leftover = try await fixture.buildContainers().subtracting(before)
+                        return leftover.isEmpty
+                    }
                     #expect(leftover.isEmpty, "intermediate containers left behind: \(leftover)")
                 }
             }
