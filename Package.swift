@@ -32,6 +32,8 @@ let package = Package(
         ),
         // OpenSSL's libcrypto for SHA-256 (SHA-NI through EVP).
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        // Linux: setns(2) and the socket-diagnostics netlink structures (readiness probes).
+        .systemLibrary(name: "CLinux"),
         // What a handler sees of a WebSocket the transport accepted (no sockets, no frames).
         .target(name: "WebSockets"),
         .target(
@@ -67,6 +69,7 @@ let package = Package(
             dependencies: [
                 "PulledStreams",
                 "CCrypto",
+                "CLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -46,8 +46,8 @@ extension Runtime {
     /// pause twice the last up to a cap: a port that opens is seen within the cap, and a
     /// container that stops ends the probing through its `die` event (`watchStop`).
     static let firstProbeDelay = Duration.milliseconds(1)
-    /// A TCP probe costs a read of the container's socket table (tens of µs) until its server
-    /// listens, then one loopback connect.
+    /// A TCP probe costs one question to the kernel about the container's listening sockets
+    /// (tens of µs) until its server listens, then one loopback connect.
     static let tcpProbeDelayCap = Duration.milliseconds(2)
     /// An exec probe costs the engine an exec session, which takes far longer than the pause.
     static let execProbeDelayCap = Duration.milliseconds(8)
@@ -240,8 +240,9 @@ extension Runtime {
         _ target: TCPTarget, _ condition: ReadinessCondition, events: AsyncStream<ReadinessEvent>.Continuation
     ) async {
         var delay = firstProbeDelay
+        let sockets = target.pid > 0 ? ListeningSockets(pid: target.pid) : nil
         while !Task.isCancelled {
-            let listening = target.pid > 0 ? ListeningSockets.isListening(port: target.containerPort, pid: target.pid) : nil
+            let listening = sockets?.isListening(port: target.containerPort)
             // A server seen listening inside the container needs no settle time to tell it from
             // a proxy without a backend.
             let settle = listening == true ? Duration.zero : .milliseconds(50)

@@ -139,7 +139,7 @@ struct ContainerValidationTests {
     }
 }
 
-@Suite("Listening sockets from /proc/<pid>/net")
+@Suite("Listening sockets: socket diagnostics in the process's namespace, /proc/<pid>/net")
 struct ListeningSocketsTests {
     static let table = """
           sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
@@ -161,5 +161,51 @@ struct ListeningSocketsTests {
     @Test func readsTheProcessTables() throws {
         #expect(ListeningSockets.isListening(port: 1, pid: Int(Int32.max)) == nil, "no such process")
         #expect(ListeningSockets.isListening(port: 1, pid: Int(getpid())) != nil)
+    }
+
+    @Test("a listener of this process is seen while it listens, on IPv4 and IPv6", arguments: [AF_INET, AF_INET6])
+    func asksTheKernel(family: Int32) throws {
+        let sockets = ListeningSockets(pid: Int(getpid()))
+        // Only root may join a network namespace; anyone else reads the /proc tables.
+        #expect(sockets.asksTheKernel == (getuid() == 0))
+        let (listener, port) = try Self.listen(family: family)
+        #expect(sockets.isListening(port: port) == true)
+        close(listener)
+        #expect(sockets.isListening(port: port) == false)
+        #expect(ListeningSockets(pid: Int(Int32.max)).isListening(port: port) == nil, "no such process")
+    }
+
+    /// A loopback listener on a port the kernel picks.
+    static func listen(family: Int32) throws -> (socket: Int32, port: Int) {
+        let fd = socket(family, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(fd >= 0)
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        var storage = sockaddr_storage()
+        if family == AF_INET6 {
+            var address = sockaddr_in6()
+            address.sin6_family = sa_family_t(AF_INET6)
+            address.sin6_addr = in6addr_loopback
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            }
+            try #require(bound == 0)
+        } else {
+            var address = sockaddr_in()
+            address.sin_family = sa_family_t(AF_INET)
+            address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            try #require(bound == 0)
+        }
+        try #require(Glibc.listen(fd, 1) == 0)
+        _ = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        let port = withUnsafeBytes(of: &storage) { bytes in
+            // sin_port and sin6_port sit at the same offset, in network order.
+            Int(UInt16(bigEndian: bytes.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
+        }
+        return (fd, port)
     }
 }
