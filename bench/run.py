@@ -1034,10 +1034,17 @@ def _readiness_lag_ms(c, run: dict) -> float:
     answered = time.time()
     cid = r.json()["id"]
     try:
-        logs = ok200(c.request("GET", f"/containers/{cid}/logs"), "logs")
-        lines = [json.loads(x) for x in logs.body.decode().splitlines() if x.strip()]
-        ready_at = next(float(x["line"].split()[1]) for x in lines if x.get("line", "").startswith("ready "))
-        return (answered - ready_at) * 1000
+        # A TCP wait can answer before the line is out: the server listens before it is printed.
+        deadline = time.monotonic() + 5
+        while True:
+            logs = ok200(c.request("GET", f"/containers/{cid}/logs"), "logs")
+            lines = [json.loads(x) for x in logs.body.decode().splitlines() if x.strip()]
+            ready = [float(x["line"].split()[1]) for x in lines if x.get("line", "").startswith("ready ")]
+            if ready:
+                return (answered - ready[0]) * 1000
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no ready line in {lines!r}")
+            time.sleep(0.01)
     finally:
         c.request("DELETE", f"/containers/{cid}?force=true")
 
