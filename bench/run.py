@@ -1166,7 +1166,7 @@ def main(argv=None):
     ap.add_argument("--pool-cold-n", type=int, default=5, help="cold PostgreSQL boots measured in pools")
     ap.add_argument("--pool-claim-n", type=int, default=20, help="claims measured in pools")
     ap.add_argument("--pool-iterations", type=int, default=100, help="claim/query/release iterations in pools")
-    ap.add_argument("--readiness-n", type=int, default=10, help="runs per wait condition in readiness")
+    ap.add_argument("--readiness-n", type=int, default=30, help="runs per wait condition in readiness")
     ap.add_argument("--events-n", type=int, default=10, help="containers started in events")
     ap.add_argument("--keep-tmp", action="store_true")
     ap.add_argument("--strict", action="store_true", help="exit 1 when any row FAILs")

@@ -225,6 +225,89 @@ struct ContainerLifecycleTests {
         }
     }
 
+    @Test(
+        "exec waits: the words are never shell text, no try outlives the wait, an image without /bin/sh still waits",
+        arguments: TestEngines.available)
+    func execWaitLoop(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let noShell = "localhost/ociman-test-\(fixture.runID):no-shell"
+        try await fixture.withCleanup(images: [noShell]) {
+            try await withOcimand(engine: engine) { _, client in
+                // The tries run in a shell loop inside the container: one engine exec for a
+                // second of tries (one exec per try would take tens).
+                let execsBefore = try await Self.execsCreated(client)
+                let looped = try await client.post(
+                    "/containers",
+                    json: [
+                        "image": Self.image, "labels": fixture.labels,
+                        "command": ["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 300"],
+                        "wait": ["timeout_seconds": 30, "exec": ["command": ["test", "-f", "/tmp/ready"]]],
+                    ])
+                #expect(looped.status == 201, "\(looped.text)")
+                let execs = try await Self.execsCreated(client) - execsBefore
+                #expect((1...3).contains(execs), "\(execs) engine execs for a 1 s exec wait")
+
+                // The command is the loop's arguments, never shell text.
+                let literal = try await client.post(
+                    "/containers",
+                    json: [
+                        "image": Self.image, "labels": fixture.labels, "command": ["sleep", "300"],
+                        "wait": ["timeout_seconds": 30, "exec": ["command": ["test", "!", "-e", "/tmp/$(touch /tmp/injected)"]]],
+                    ])
+                #expect(literal.status == 201, "\(literal.text)")
+                let literalID = try #require(try literal.object()["id"] as? String)
+                let injected = try await client.post(
+                    "/containers/\(literalID)/exec", json: ["command": ["test", "-e", "/tmp/injected"]])
+                #expect(try injected.object()["exit_code"] as? Int == 1, "the command substitution never ran")
+
+                // A wait that times out leaves no try running in the container.
+                let never = try await client.post(
+                    "/containers",
+                    json: [
+                        "image": Self.image, "labels": fixture.labels, "command": ["sleep", "300"],
+                        "wait": ["timeout_seconds": 2, "exec": ["command": ["test", "-e", "/never"]]],
+                    ])
+                #expect(never.status == 504, "\(never.text)")
+                let neverID = try #require(try never.object()["container_id"] as? String)
+                var processes = ""
+                let loopEnded = try await waitUntil(within: .seconds(10)) {
+                    processes = try await client.post("/containers/\(neverID)/exec", json: ["command": ["ps", "-o", "args"]])
+                        .object()["stdout"] as? String ?? ""
+                    return !processes.contains("/never")
+                }
+                #expect(loopEnded, "still running: \(processes)")
+
+                // Without /bin/sh each try is an exec of its own.
+                _ = try terminalResult(
+                    try await client.request(
+                        "POST", "/images/build",
+                        json: [
+                            "context": ["instructions": "FROM \(TestEngines.baseImage)\nRUN rm /bin/sh\n"],
+                            "tag": noShell, "labels": fixture.labels,
+                        ]))
+                let started = ContinuousClock.now
+                let shellless = try await client.post(
+                    "/containers",
+                    json: [
+                        "image": noShell, "labels": fixture.labels,
+                        "command": ["busybox", "sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 300"],
+                        "wait": ["timeout_seconds": 30, "exec": ["command": ["test", "-f", "/tmp/ready"]]],
+                    ])
+                #expect(shellless.status == 201, "\(shellless.text)")
+                #expect(ContinuousClock.now - started >= .milliseconds(900), "ready only once the file is there")
+            }
+        }
+    }
+
+    /// Exec sessions ocimand has created in the engine, from its engine call metrics.
+    static func execsCreated(_ client: OcimandClient) async throws -> Int {
+        let metrics = try await client.get("/metrics").text
+        return metrics.split(separator: "\n").filter {
+            $0.hasPrefix("ociman_engine_request_duration_seconds_count{") && $0.contains(#"method="POST""#)
+                && $0.contains(#"path="/containers/{name}/exec""#)
+        }.compactMap { $0.split(separator: " ").last.flatMap { Double($0) } }.reduce(0) { $0 + Int($1) }
+    }
+
     @Test("timeout with auto_remove removes; exit before ready is 409 with logs", arguments: TestEngines.available)
     func waitFailures(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
