@@ -86,7 +86,7 @@ public final class Reaper: Sendable {
         }
         let now = runtime.sessions.now
         var due: [(id: String, reason: Reason)] = []
-        for container in containers {
+        for container in containers where !runtime.pools.isBeingRemoved(container.id) {
             // A claimed pool member carries its claim's session and time-to-live in the pool state.
             let labels = runtime.pools.labels(of: container.id, engineLabels: container.labels)
             if let reason = Self.reason(toRemove: labels, now: now, sessions: sessions) {

@@ -122,6 +122,7 @@ public actor PoolManager {
         let queued = releases
         releases = []
         _ = await runtime.removeContainers(queued)
+        for id in queued { store.removalEnded(id) }
         let deadline = ContinuousClock.now + Self.bootCancelGrace
         while releasing > 0, ContinuousClock.now < deadline {
             try? await Task.sleep(for: .milliseconds(20))
@@ -253,6 +254,7 @@ public actor PoolManager {
         if let error = store.update({ $0.claims[fullID] = expired }) {
             logger.warning("cannot write the pool state", metadata: ["error": "\(error)"])
         }
+        store.removalQueued(fullID)
         releases.append(fullID)
         drainReleases()
     }
@@ -263,14 +265,15 @@ public actor PoolManager {
             releasing += 1
             Task {
                 await runtime.removeQuietly(id)
-                self.releaseEnded()
+                self.releaseEnded(id)
             }
         }
     }
 
     /// The claim stays until the container's `destroy` event (or the next start) drops it: a
     /// removal that failed is still the reaper's to finish.
-    private func releaseEnded() {
+    private func releaseEnded(_ id: String) {
+        store.removalEnded(id)
         releasing -= 1
         drainReleases()
     }

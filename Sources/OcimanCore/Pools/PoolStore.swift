@@ -33,6 +33,10 @@ public final class PoolStore: Sendable {
 
     private let stateFile: String?
     private let state: Mutex<State>
+    /// Released members this process is removing, one at a time: the reaper leaves them to it
+    /// (several removals at once slow the claims). Not stored: after a restart the claim's passed
+    /// expiry has the reaper remove them.
+    private let removing = Mutex<Set<String>>([])
 
     /// Pools in memory only (tests, or no state directory).
     public init() {
@@ -87,6 +91,10 @@ public final class PoolStore: Sendable {
         if let expiresAt = claim.expiresAt { labels[ManagedLabels.expiresAt] = String(expiresAt) }
         return labels
     }
+
+    func removalQueued(_ id: String) { _ = removing.withLock { $0.insert(id) } }
+    func removalEnded(_ id: String) { _ = removing.withLock { $0.remove(id) } }
+    public func isBeingRemoved(_ id: String) -> Bool { removing.withLock { $0.contains(id) } }
 
     /// Whether some claim carries labels of its claimer, which only ociman can match.
     public var anyClaimHasLabels: Bool {
