@@ -970,7 +970,9 @@ def section_pools(ctx):
             warm_s = _wait_pool_ready(c, name, claim_n + loop_n)
             spec["size"] = 0
             ok200(c.json("PUT", f"/pools/{name}", spec), "PUT /pools/{name}")
-            time.sleep(2)   # let the last boots' processes settle
+            # Let the boots' after-effects pass: Podman cleans up each exec (a readiness wait
+            # runs one or two per member) exit_command_delay = 10 s after it ended.
+            time.sleep(12)
 
             def iteration():
                 r = ok200(c.json("POST", f"/pools/{name}/claim", {}), "claim", (201,))
