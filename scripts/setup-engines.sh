@@ -259,7 +259,7 @@ ensure_dockerd() {
         if [ -z "$pid" ]; then
             command -v dockerd >/dev/null || die "dockerd not found (is docker.io installed?)"
             log "starting dockerd ${DOCKERD_ARGS[*]} (log: $DOCKER_LOG)"
-            setsid dockerd "${DOCKERD_ARGS[@]}" >"$DOCKER_LOG" 2>&1 </dev/null &
+            (cd / && exec setsid dockerd "${DOCKERD_ARGS[@]}") >"$DOCKER_LOG" 2>&1 </dev/null &
             pid=$!
             disown "$pid" 2>/dev/null || true
         fi
@@ -279,11 +279,11 @@ ensure_dockerd() {
     ACTIONS+=("started dockerd (pid $pid)")
 }
 
-stop_our_podman_service() {
+stop_our_podman_service() {   # stop_our_podman_service WHY
     local pid
     pid=$(cat "$PODMAN_PIDFILE" 2>/dev/null || true)
     if pid_alive "$pid" && grep -qa 'system' "/proc/$pid/cmdline" 2>/dev/null; then
-        log "restarting the Podman service (pid $pid) to pick up $CONTAINERS_CONF"
+        log "restarting the Podman service (pid $pid) $1"
         kill "$pid" 2>/dev/null || true
         for _ in $(seq 1 50); do pid_alive "$pid" || break; sleep 0.1; done
         pid_alive "$pid" && kill -9 "$pid" 2>/dev/null || true
@@ -296,8 +296,13 @@ stop_our_podman_service() {
 ensure_podman_service() {
     if ping_sock "$PODMAN_SOCK"; then
         if [ "$CONF_CHANGED" = 1 ]; then
-            stop_our_podman_service \
+            stop_our_podman_service "to pick up $CONTAINERS_CONF" \
                 || log "WARNING: a Podman service not started by this script answers $PODMAN_SOCK; restart it to apply $CONTAINERS_CONF"
+        fi
+        # Daemons start from / (below), but an older set-up started this one where make ran: once
+        # that directory is deleted, every conmon it starts fails ("Failed to get working directory").
+        if [[ "$(readlink "/proc/$(cat "$PODMAN_PIDFILE" 2>/dev/null || echo 0)/cwd" 2>/dev/null)" == *" (deleted)" ]]; then
+            stop_our_podman_service "whose working directory was deleted" || true
         fi
         ping_sock "$PODMAN_SOCK" && return 0
     fi
@@ -310,7 +315,7 @@ ensure_podman_service() {
         mkdir -p "$(dirname "$PODMAN_SOCK")"
         rm -f "$PODMAN_SOCK"    # a stale socket file makes the service fail to bind
         log "starting the Podman API service on $PODMAN_SOCK (log: $PODMAN_LOG)"
-        setsid podman system service --time=0 "unix://$PODMAN_SOCK" >"$PODMAN_LOG" 2>&1 </dev/null &
+        (cd / && exec setsid podman system service --time=0 "unix://$PODMAN_SOCK") >"$PODMAN_LOG" 2>&1 </dev/null &
         pid=$!
         disown "$pid" 2>/dev/null || true
         echo "$pid" >"$PODMAN_PIDFILE"

@@ -22,7 +22,8 @@ except (OSError, ET.ParseError):
     cases = []
 failed = [c for c in cases if c.find("failure") is not None or c.find("error") is not None]
 if what == "failed":
-    print("\n".join(f'{c.get("classname")}/{c.get("name")}' for c in failed))
+    for c in failed:
+        print(f'{c.get("classname")}/{c.get("name")}')
 elif what == "passed":
     print(len(cases) - len(failed))
 else:
@@ -38,7 +39,7 @@ status=${PIPESTATUS[0]}
 
 echo "swift-test: failed (exit $status); the issues recorded:"
 grep -a -A3 -E "✘|[Ff]atal error|Crash" "$work/first.log" | tail -n 80
-mapfile -t failed < <(xunit "$work/first-swift-testing.xml" failed)
+mapfile -t failed < <(xunit "$work/first-swift-testing.xml" failed | grep -v '^$')
 # A crash or a build failure leaves no test to name; many failures are no race: run none again.
 if [ "${#failed[@]}" = 0 ] || [ "${#failed[@]}" -gt 3 ]; then
     echo "swift-test: ${#failed[@]} failed tests named; not running any again"

@@ -293,8 +293,8 @@ extension Runtime {
             for try await event in try await execStream(id, ExecOptions(command: Self.execLoop(command))) {
                 switch event {
                 case .output(.stdout, let bytes):
-                    printed += bytes.prefix(Self.execLoopMarker.count)
-                    if printed.starts(with: Self.execLoopMarker.utf8) { return .succeeded }  // ends the loop
+                    printed += bytes.prefix(max(0, Self.execLoopMarker.utf8.count - printed.count))
+                    if printed.elementsEqual(Self.execLoopMarker.utf8) { return .succeeded }  // ends the loop
                 case .output: break
                 case .exit(let code): return code == Self.execLoopGaveUp ? .gaveUp : .cannotLoop
                 }

@@ -19,7 +19,7 @@ registry_start() {   # registry_start NAME PROBE_URL CURL_ARGS...
     if pid_alive "$pid" && [ "$code" != 000 ]; then return 0; fi
     pid_alive "$pid" && kill "$pid"
     log "starting the $name registry (log: /var/log/ociman-registry-$name.log)"
-    setsid docker-registry serve "$config" >"/var/log/ociman-registry-$name.log" 2>&1 </dev/null &
+    (cd / && exec setsid docker-registry serve "$config") >"/var/log/ociman-registry-$name.log" 2>&1 </dev/null &
     pid=$!
     disown "$pid" 2>/dev/null || true
     echo "$pid" >"$pidfile"

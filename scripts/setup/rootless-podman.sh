@@ -35,15 +35,22 @@ ensure_rootless_podman() {
     fi
     local service
     service=$(pgrep -u "$ROOTLESS_USER" -f 'podman system service' || true)
-    if [ -n "$service" ] && [ "${REGISTRIES_CONF_CHANGED:-0}" = 1 ]; then
-        log "restarting $ROOTLESS_USER's Podman service (pid $service) for the new registries configuration"
+    local why=""
+    [ "${REGISTRIES_CONF_CHANGED:-0}" = 1 ] && why="for the new registries configuration"
+    # As for the root service: one started in a directory since deleted starts no container.
+    local p
+    for p in $service; do
+        [[ "$(readlink "/proc/$p/cwd" 2>/dev/null)" == *" (deleted)" ]] && why="whose working directory was deleted"
+    done
+    if [ -n "$service" ] && [ -n "$why" ]; then
+        log "restarting $ROOTLESS_USER's Podman service (pid $service) $why"
         kill $service
         for _ in $(seq 1 50); do pgrep -u "$ROOTLESS_USER" -f 'podman system service' >/dev/null || break; sleep 0.1; done
     fi
     if ! ping_sock "$ROOTLESS_SOCK"; then
         rm -f "$ROOTLESS_SOCK"
         log "starting $ROOTLESS_USER's Podman API service on $ROOTLESS_SOCK (log: $ROOTLESS_LOG)"
-        setsid "${ROOTLESS_AS[@]}" podman system service --time=0 "unix://$ROOTLESS_SOCK" \
+        (cd / && exec setsid "${ROOTLESS_AS[@]}" podman system service --time=0 "unix://$ROOTLESS_SOCK") \
             >"$ROOTLESS_LOG" 2>&1 </dev/null &
         local pid=$!
         disown "$pid" 2>/dev/null || true

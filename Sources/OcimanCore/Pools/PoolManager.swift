@@ -288,13 +288,13 @@ public actor PoolManager {
         }
     }
 
-    /// The claim stays until the container's `destroy` event (or the next start) drops it: a
-    /// removal that failed is still the reaper's to finish.
     private func claimsWentQuiet() {
         quietWake = nil
         drainReleases()
     }
 
+    /// The claim stays until the container's `destroy` event (or the next start) drops it: a
+    /// removal that failed is still the reaper's to finish.
     private func releaseEnded(_ id: String) {
         store.removalEnded(id)
         releasing -= 1
