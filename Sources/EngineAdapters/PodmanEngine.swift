@@ -69,8 +69,19 @@ final class PodmanEngine: CompatibleEngine {
         }
     }
 
+    /// A container whose process exits during the inspect can make Podman fail reading
+    /// `/proc/<pid>/cgroup` (a 500, "no such process"): a second look finds it stopped.
     func inspectContainer(_ id: String) async throws -> InspectedContainer {
-        ContainerMapping.inspected(try await classified { try await client.inspectContainer(id, libpod: true) }, publishedPortHost: publishedPortHost)
+        var attempt = 1
+        while true {
+            do {
+                let inspect = try await classified { try await client.inspectContainer(id, libpod: true) }
+                return ContainerMapping.inspected(inspect, publishedPortHost: publishedPortHost)
+            } catch EngineFailure.failed(_, let message) where attempt < 3 && message.contains("no such process") {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(10))
+            }
+        }
     }
 
     func listContainers(labels: [String], name: String?) async throws -> [ContainerSummary] {

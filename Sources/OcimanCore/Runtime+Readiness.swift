@@ -92,7 +92,7 @@ extension Runtime {
                     guard let target = probeTarget else { continue }
                     group.addTask { await Self.pollTCP(target, condition, events: sink) }
                 case .exec(let command):
-                    group.addTask { await self.pollExec(id, command, condition, events: sink) }
+                    group.addTask { await self.pollExec(id, command, condition, until: deadline, events: sink) }
                 case .log:
                     break
                 }
@@ -259,17 +259,21 @@ extension Runtime {
     /// `/bin/sh` (an engine exec costs 15–100 ms here; a try in the loop only the command's own
     /// time). The loop prints a marker the moment a try succeeds, so the wait does not wait for
     /// the engine to notice the exec's end (Podman takes 30 ms); leaving the exec's output ends
-    /// the loop, so no loop outlives the wait. An image without `/bin/sh` (or whose shell cannot
-    /// sleep 2 ms) gets one engine exec per try instead, backing off to 8 ms.
+    /// the loop where ocimand can end exec processes (not rootless Podman without per-container
+    /// cgroups, nor remote engines); there the loop's tries are sized to the wait's time left, so
+    /// with a quick command it ends about when the wait does. An image without `/bin/sh` (or whose
+    /// shell cannot sleep 2 ms) gets one engine exec per try instead, backing off to 8 ms.
     private func pollExec(
-        _ id: String, _ command: [String], _ condition: ReadinessCondition,
+        _ id: String, _ command: [String], _ condition: ReadinessCondition, until deadline: ContinuousClock.Instant,
         events: AsyncStream<ReadinessEvent>.Continuation
     ) async {
         var looping = true
         var delay = Self.firstProbeDelay
         while !Task.isCancelled {
             if looping {
-                switch await tryInLoop(id, command) {
+                let left = (deadline - ContinuousClock.now).saturatingNanoseconds / 1_000_000
+                let rounds = Int(max(1, min(Int64(Self.execLoopRounds), left / 2)))
+                switch await tryInLoop(id, command, rounds: rounds) {
                 case .succeeded:
                     events.yield(.satisfied(condition))
                     return
@@ -287,10 +291,10 @@ extension Runtime {
 
     private enum LoopOutcome { case succeeded, gaveUp, cannotLoop }
 
-    private func tryInLoop(_ id: String, _ command: [String]) async -> LoopOutcome {
+    private func tryInLoop(_ id: String, _ command: [String], rounds: Int) async -> LoopOutcome {
         do {
             var printed: [UInt8] = []
-            for try await event in try await execStream(id, ExecOptions(command: Self.execLoop(command))) {
+            for try await event in try await execStream(id, ExecOptions(command: Self.execLoop(command, rounds: rounds))) {
                 switch event {
                 case .output(.stdout, let bytes):
                     printed += bytes.prefix(max(0, Self.execLoopMarker.utf8.count - printed.count))
@@ -303,7 +307,7 @@ extension Runtime {
         return .cannotLoop
     }
 
-    /// Tries per exec; the loop starts again while the wait goes on.
+    /// Tries per exec at most; the loop starts again while the wait goes on.
     static let execLoopRounds = 1000
     /// The loop's exit status when no try succeeded (`timeout`'s: not a shell's own 126 or 127).
     static let execLoopGaveUp = 124
@@ -311,9 +315,9 @@ extension Runtime {
 
     /// `sh -c LOOP sh COMMAND…`: the command's words stay the shell's positional parameters, never
     /// parsed as shell text. A sleep that cannot take 2 ms ends the loop with 125.
-    static func execLoop(_ command: [String]) -> [String] {
+    static func execLoop(_ command: [String], rounds: Int) -> [String] {
         let loop = """
-            i=0; while [ $i -lt \(execLoopRounds) ]; do \
+            i=0; while [ $i -lt \(rounds) ]; do \
             "$@" >/dev/null 2>&1 </dev/null && { echo \(execLoopMarker); exit 0; }; \
             sleep 0.002 || exit 125; i=$((i+1)); done; exit \(execLoopGaveUp)
             """
