@@ -49,8 +49,11 @@ extension Runtime {
     /// A TCP probe costs one question to the kernel about the container's listening sockets
     /// (tens of µs) until its server listens, then one loopback connect.
     static let tcpProbeDelayCap = Duration.milliseconds(2)
-    /// An exec probe costs the engine an exec session, which takes far longer than the pause.
+    /// An exec try outside the loop (`pollExec`) costs the engine an exec session, which takes far
+    /// longer than the pause.
     static let execProbeDelayCap = Duration.milliseconds(8)
+    /// The pause between the tries of the loop inside the container.
+    static let execLoopPauseMilliseconds = 2
     static let problemLogLines = 50
 
     /// `inspected`: the container as the engine reported it right after the start.
@@ -272,7 +275,7 @@ extension Runtime {
         while !Task.isCancelled {
             if looping {
                 let left = (deadline - ContinuousClock.now).saturatingNanoseconds / 1_000_000
-                let rounds = Int(max(1, min(Int64(Self.execLoopRounds), left / 2)))
+                let rounds = Int(max(1, min(Int64(Self.execLoopRounds), left / Int64(Self.execLoopPauseMilliseconds))))
                 switch await tryInLoop(id, command, rounds: rounds) {
                 case .succeeded:
                     events.yield(.satisfied(condition))
@@ -319,7 +322,8 @@ extension Runtime {
         let loop = """
             i=0; while [ $i -lt \(rounds) ]; do \
             "$@" >/dev/null 2>&1 </dev/null && { echo \(execLoopMarker); exit 0; }; \
-            sleep 0.002 || exit 125; i=$((i+1)); done; exit \(execLoopGaveUp)
+            sleep \(Double(execLoopPauseMilliseconds) / 1000) || exit 125; i=$((i+1)); done; \
+            exit \(execLoopGaveUp)
             """
         return ["/bin/sh", "-c", loop, "sh"] + command
     }
