@@ -52,8 +52,9 @@ extension Runtime {
     /// An exec try outside the loop (`pollExec`) costs the engine an exec session, which takes far
     /// longer than the pause.
     static let execProbeDelayCap = Duration.milliseconds(8)
-    /// The pause between the tries of the loop inside the container.
-    static let execLoopPauseMilliseconds = 2
+    /// The pause between the tries of the loop inside the container where its shell must run
+    /// `sleep` for it (see `execLoop`).
+    static let execLoopSleepMilliseconds = 2
     static let problemLogLines = 50
 
     /// `inspected`: the container as the engine reported it right after the start.
@@ -80,7 +81,48 @@ extension Runtime {
 
         let deadline = ContinuousClock.now + .seconds(wait.timeoutSeconds)
         let tail = LogTail(capacity: Self.problemLogLines)
-        let outcome = await withTaskGroup(of: Void.self) { group -> ReadinessOutcome in
+        // The watchers run under a task of their own, so a ready container is answered the
+        // moment its last condition holds: tearing down the log, event and exec streams takes
+        // about a millisecond, and a ready answer need not wait for it. A failed wait is answered
+        // after the teardown (a timed-out exec loop has then been ended).
+        let (outcomes, outcomeSink) = AsyncStream.makeStream(of: ReadinessOutcome.self)
+        let watchers = Task { [conditions, probeTarget] in
+            await self.watchReadiness(id, conditions, probeTarget: probeTarget, deadline: deadline, tail: tail) {
+                outcomeSink.yield($0)
+                outcomeSink.finish()
+            }
+        }
+        let outcome = await withTaskCancellationHandler {
+            await outcomes.first { _ in true }
+        } onCancel: {
+            watchers.cancel()
+        } ?? .timedOut(pending: conditions)
+        if case .ready = outcome {} else { await watchers.value }
+
+        switch outcome {
+        case .ready:
+            return
+        case .timedOut(let pending):
+            if autoRemove { await removeQuietly(id) }
+            throw .timedOut(
+                "container did not become ready within \(wait.timeoutSeconds) s (waiting for \(Self.describe(pending)))",
+                containerID: id, logs: tail.lines)
+        case .stopped(let pending):
+            var detail = "container stopped before it became ready (waiting for \(Self.describe(pending)))"
+            if let state = try? await inspect(id).state, let code = state.exitCode {
+                detail = "container exited with code \(code) before it became ready (waiting for \(Self.describe(pending)))"
+            }
+            throw .exitedBeforeReady(detail, containerID: id, logs: tail.lines)
+        }
+    }
+
+    /// Runs the conditions' probes, the output follower, the stop watcher and the deadline until
+    /// one decides the wait, tells `decided` at once, and returns once all of them have ended.
+    private func watchReadiness(
+        _ id: String, _ conditions: [ReadinessCondition], probeTarget: TCPTarget?, deadline: ContinuousClock.Instant,
+        tail: LogTail, decided: @Sendable (ReadinessOutcome) -> Void
+    ) async {
+        await withTaskGroup(of: Void.self) { group in
             let (events, sink) = AsyncStream.makeStream(of: ReadinessEvent.self)
             let logCondition = conditions.first { $0.isLog }
             group.addTask { await self.followOutput(id, matching: logCondition, into: tail, events: sink) }
@@ -139,25 +181,9 @@ extension Runtime {
                     break loop
                 }
             }
+            decided(outcome)
             sink.finish()
             group.cancelAll()
-            return outcome
-        }
-
-        switch outcome {
-        case .ready:
-            return
-        case .timedOut(let pending):
-            if autoRemove { await removeQuietly(id) }
-            throw .timedOut(
-                "container did not become ready within \(wait.timeoutSeconds) s (waiting for \(Self.describe(pending)))",
-                containerID: id, logs: tail.lines)
-        case .stopped(let pending):
-            var detail = "container stopped before it became ready (waiting for \(Self.describe(pending)))"
-            if let state = try? await inspect(id).state, let code = state.exitCode {
-                detail = "container exited with code \(code) before it became ready (waiting for \(Self.describe(pending)))"
-            }
-            throw .exitedBeforeReady(detail, containerID: id, logs: tail.lines)
         }
     }
 
@@ -258,14 +284,15 @@ extension Runtime {
         }
     }
 
-    /// The command is tried in a loop inside the container, every 2 ms, by one engine exec of
-    /// `/bin/sh` (an engine exec costs 15–100 ms here; a try in the loop only the command's own
-    /// time). The loop prints a marker the moment a try succeeds, so the wait does not wait for
+    /// The command is tried in a loop inside the container, every millisecond or so, by one
+    /// engine exec of `/bin/sh` (an engine exec costs 15–100 ms here; a try in the loop only the
+    /// command's own time). The loop prints a marker the moment a try succeeds, so the wait does not wait for
     /// the engine to notice the exec's end (Podman takes 30 ms); leaving the exec's output ends
     /// the loop where ocimand can end exec processes (not rootless Podman without per-container
     /// cgroups, nor remote engines); there the loop's tries are sized to the wait's time left, so
     /// with a quick command it ends about when the wait does. An image without `/bin/sh` (or whose
-    /// shell cannot sleep 2 ms) gets one engine exec per try instead, backing off to 8 ms.
+    /// shell can neither time out a `read` nor sleep 2 ms) gets one engine exec per try instead,
+    /// backing off to 8 ms.
     private func pollExec(
         _ id: String, _ command: [String], _ condition: ReadinessCondition, until deadline: ContinuousClock.Instant,
         events: AsyncStream<ReadinessEvent>.Continuation
@@ -275,8 +302,8 @@ extension Runtime {
         while !Task.isCancelled {
             if looping {
                 let left = (deadline - ContinuousClock.now).saturatingNanoseconds / 1_000_000
-                let rounds = Int(max(1, min(Int64(Self.execLoopRounds), left / Int64(Self.execLoopPauseMilliseconds))))
-                switch await tryInLoop(id, command, rounds: rounds) {
+                let milliseconds = Int(max(1, min(Int64(Self.execLoopMilliseconds), left)))
+                switch await tryInLoop(id, command, milliseconds: milliseconds) {
                 case .succeeded:
                     events.yield(.satisfied(condition))
                     return
@@ -294,10 +321,14 @@ extension Runtime {
 
     private enum LoopOutcome { case succeeded, gaveUp, cannotLoop }
 
-    private func tryInLoop(_ id: String, _ command: [String], rounds: Int) async -> LoopOutcome {
+    private func tryInLoop(_ id: String, _ command: [String], milliseconds: Int) async -> LoopOutcome {
+        // The loop's stdin: held open and never written, so that `read -t` in it waits.
+        let (silence, held) = AsyncThrowingStream.makeStream(of: [UInt8].self)
+        defer { held.finish() }
+        let options = ExecOptions(command: Self.execLoop(command, milliseconds: milliseconds), stdin: .chunks(silence))
         do {
             var printed: [UInt8] = []
-            for try await event in try await execStream(id, ExecOptions(command: Self.execLoop(command, rounds: rounds))) {
+            for try await event in try await execStream(id, options) {
                 switch event {
                 case .output(.stdout, let bytes):
                     printed += bytes.prefix(max(0, Self.execLoopMarker.utf8.count - printed.count))
@@ -310,20 +341,27 @@ extension Runtime {
         return .cannotLoop
     }
 
-    /// Tries per exec at most; the loop starts again while the wait goes on.
-    static let execLoopRounds = 1000
+    /// Milliseconds of pauses per exec at most; the loop starts again while the wait goes on.
+    static let execLoopMilliseconds = 2000
     /// The loop's exit status when no try succeeded (`timeout`'s: not a shell's own 126 or 127).
     static let execLoopGaveUp = 124
     static let execLoopMarker = "ociman-exec-wait-succeeded"
 
     /// `sh -c LOOP sh COMMAND…`: the command's words stay the shell's positional parameters, never
-    /// parsed as shell text. A sleep that cannot take 2 ms ends the loop with 125.
-    static func execLoop(_ command: [String], rounds: Int) -> [String] {
+    /// parsed as shell text. The loop pauses 1 ms by reading its stdin with a timeout (ocimand
+    /// holds it open and writes nothing), a builtin in busybox and bash: a `sleep` per pause is a
+    /// process, which costs 0.7 ms here and made the tries 2.85 ms apart. A shell whose `read`
+    /// has no `-t` (dash: status 2) sleeps 2 ms instead; a sleep that cannot end the loop with
+    /// 125. `i` counts the milliseconds paused. Once ocimand leaves, stdin ends and `read`
+    /// returns at once, so a loop it could not end runs out its count quickly.
+    static func execLoop(_ command: [String], milliseconds: Int) -> [String] {
         let loop = """
-            i=0; while [ $i -lt \(rounds) ]; do \
+            i=0; while [ $i -lt \(milliseconds) ]; do \
             "$@" >/dev/null 2>&1 </dev/null && { echo \(execLoopMarker); exit 0; }; \
-            sleep \(Double(execLoopPauseMilliseconds) / 1000) || exit 125; i=$((i+1)); done; \
-            exit \(execLoopGaveUp)
+            read -t 0.001 _ 2>/dev/null; r=$?; \
+            if [ $r = 1 ] || [ $r -gt 128 ]; then i=$((i+1)); \
+            else sleep \(Double(execLoopSleepMilliseconds) / 1000) || exit 125; i=$((i+\(execLoopSleepMilliseconds))); fi; \
+            done; exit \(execLoopGaveUp)
             """
         return ["/bin/sh", "-c", loop, "sh"] + command
     }

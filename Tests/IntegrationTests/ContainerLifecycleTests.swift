@@ -217,7 +217,7 @@ struct ContainerLifecycleTests {
     }
 
     @Test(
-        "exec waits: the words are never shell text, no try outlives the wait, an image without /bin/sh still waits",
+        "exec waits: the words are never shell text, no process per pause, no try outlives the wait, without /bin/sh or read -t still waits",
         arguments: TestEngines.available)
     func execWaitLoop(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
@@ -256,13 +256,28 @@ struct ContainerLifecycleTests {
                 // A wait that times out answers at its deadline and leaves no try running: ended
                 // at once where ocimand can end exec processes, else by itself (its tries are
                 // sized to the wait's time left).
+                // Busybox's shell pauses between tries in a `read -t` of the stdin ocimand holds
+                // open, with no process per pause: no `sleep` shows up beside the loop.
+                let neverName = "ociman-test-\(fixture.runID)-never"
                 let neverStarted = ContinuousClock.now
-                let never = try await client.post(
+                async let neverAnswer = client.post(
                     "/containers",
                     json: [
-                        "image": Self.image, "labels": fixture.labels, "command": ["sleep", "300"],
+                        "image": Self.image, "labels": fixture.labels, "command": ["sleep", "300"], "name": neverName,
                         "wait": ["timeout_seconds": 2, "exec": ["command": ["test", "-e", "/never"]]],
                     ])
+                var samples: [String] = []
+                while ContinuousClock.now - neverStarted < .milliseconds(1500) {
+                    let sample = try await client.post("/containers/\(neverName)/exec", json: ["command": ["ps", "-o", "args"]])
+                    if sample.status == 200, let text = try sample.object()["stdout"] as? String, text.contains("/never") {
+                        samples.append(text)
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                #expect(samples.count >= 3, "the loop was seen running in \(samples.count) samples")
+                let sleeping = samples.filter { $0.split(separator: "\n").contains { $0.hasPrefix("sleep 0.") } }
+                #expect(sleeping.isEmpty, "a sleep process beside the loop: \(sleeping)")
+                let never = try await neverAnswer
                 #expect(never.status == 504, "\(never.text)")
                 #expect(ContinuousClock.now - neverStarted < .seconds(6), "answered after \(ContinuousClock.now - neverStarted)")
                 let neverID = try #require(try never.object()["container_id"] as? String)
@@ -292,6 +307,22 @@ struct ContainerLifecycleTests {
                     ])
                 #expect(shellless.status == 201, "\(shellless.text)")
                 #expect(ContinuousClock.now - shelllessStarted >= .milliseconds(900), "ready only once the file is there")
+
+                // dash (the PostgreSQL image's /bin/sh) has no `read -t`: its loop sleeps between
+                // tries, still in one engine exec for a second of tries.
+                let dashExecsBefore = try await Self.execsCreated(client)
+                let dashStarted = ContinuousClock.now
+                let dash = try await client.post(
+                    "/containers",
+                    json: [
+                        "image": TestEngines.postgresImage, "labels": fixture.labels,
+                        "command": ["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 300"],
+                        "wait": ["timeout_seconds": 30, "exec": ["command": ["test", "-f", "/tmp/ready"]]],
+                    ])
+                #expect(dash.status == 201, "\(dash.text)")
+                #expect(ContinuousClock.now - dashStarted >= .milliseconds(900), "ready only once the file is there")
+                let dashExecs = try await Self.execsCreated(client) - dashExecsBefore
+                #expect((1...3).contains(dashExecs), "\(dashExecs) engine execs for a 1 s exec wait in dash")
             }
         }
     }

@@ -28,7 +28,7 @@ struct RegistryTests {
     }
 
     /// The PostgreSQL 15 image scripts/setup/postgres-image.sh imports into every engine.
-    static let postgres = "localhost/ociman-postgres:15"
+    static let postgres = TestEngines.postgresImage
 
     @Test(
         "pg-ephemeral: boot PostgreSQL with a published port and a wait, seed through psql on stdin, commit, push with credentials, remove, pull back, boot from it",

@@ -82,4 +82,6 @@ public enum TestEngines {
 
     /// The base image every test builds on (imported by scripts/setup-engines.sh).
     public static let baseImage = "localhost/busybox:test"
+    /// PostgreSQL 15 built from Debian's packages (scripts/setup/postgres-image.sh); its `/bin/sh` is dash.
+    public static let postgresImage = "localhost/ociman-postgres:15"
 }
