@@ -259,7 +259,7 @@ public actor PoolManager {
         var expired = claim
         expired.expiresAt = Int64(Date().timeIntervalSince1970)
         expired.released = true
-        if let error = store.update({ $0.claims[fullID] = expired }) {
+        if let error = store.record(fullID, expired) {
             logger.warning("cannot write the pool state", metadata: ["error": "\(error)"])
         }
         store.removalQueued(fullID)
@@ -310,7 +310,8 @@ public actor PoolManager {
     private func take(_ name: String, within timeout: Duration) async -> Member? {
         guard var live = pools[name] else { return nil }
         if !live.ready.isEmpty {
-            // Written with the claim (`handOut`): one synchronous write per claim.
+            // The claim (`handOut`) records it: the state file keeps it listed as ready until its
+            // next rewrite, and the claim tells it apart after a restart.
             let id = live.ready.removeFirst()
             let member = live.booted.removeValue(forKey: id) ?? Member(id: id)
             pools[name] = live
@@ -344,7 +345,9 @@ public actor PoolManager {
         pools[name]?.claimed += 1
         let claim = PoolStore.Claim(
             pool: name, session: options.session, expiresAt: expiresAt, labels: options.labels.isEmpty ? nil : options.labels)
-        persist(name, claim: (container.id, claim))
+        if let error = store.record(container.id, claim, claimed: pools[name]?.claimed) {
+            logger.warning("cannot write the pool state", metadata: ["error": "\(error)"])
+        }
         Counter(label: "ociman_pool_claims_total", dimensions: [("pool", name)]).increment()
         var claimed = container
         claimed.labels = store.labels(of: container.id, engineLabels: container.labels)
@@ -466,7 +469,7 @@ public actor PoolManager {
 
     private func memberEvent(_ event: EngineEvent) {
         if event.kind == .destroy {
-            if store.snapshot.claims[event.id] != nil { store.update { $0.claims[event.id] = nil } }
+            if store.snapshot.claims[event.id] != nil { store.record(event.id, nil) }
         }
         guard let name = event.labels[ManagedLabels.pool], let index = pools[name]?.ready.firstIndex(of: event.id) else {
             return
@@ -479,13 +482,10 @@ public actor PoolManager {
 
     // MARK: State
 
-    /// Writes the pool (and a claim handed out from it) to the state file.
-    private func persist(_ name: String, claim: (id: String, PoolStore.Claim)? = nil) {
+    /// Writes the pool to the state file.
+    private func persist(_ name: String) {
         let stored = pools[name].map { PoolStore.StoredPool(spec: $0.spec, ready: $0.ready, claimed: $0.claimed) }
-        let written = store.update { state in
-            state.pools[name] = stored
-            if let (id, record) = claim { state.claims[id] = record }
-        }
+        let written = store.update { $0.pools[name] = stored }
         if let error = written {
             logger.warning("cannot write the pool state", metadata: ["error": "\(error)"])
         }
