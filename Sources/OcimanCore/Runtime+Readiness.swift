@@ -303,9 +303,10 @@ extension Runtime {
             if looping {
                 let left = (deadline - ContinuousClock.now).saturatingNanoseconds / 1_000_000
                 let milliseconds = Int(max(1, min(Int64(Self.execLoopMilliseconds), left)))
-                switch await tryInLoop(id, command, milliseconds: milliseconds) {
+                // Told the moment the marker arrives: leaving the exec's stream then ends the exec
+                // (a look at its process, an engine call), which the answer need not wait for.
+                switch await tryInLoop(id, command, milliseconds: milliseconds, succeeded: { events.yield(.satisfied(condition)) }) {
                 case .succeeded:
-                    events.yield(.satisfied(condition))
                     return
                 case .gaveUp: continue
                 case .cannotLoop: looping = false
@@ -321,7 +322,9 @@ extension Runtime {
 
     private enum LoopOutcome { case succeeded, gaveUp, cannotLoop }
 
-    private func tryInLoop(_ id: String, _ command: [String], milliseconds: Int) async -> LoopOutcome {
+    private func tryInLoop(
+        _ id: String, _ command: [String], milliseconds: Int, succeeded: () -> Void
+    ) async -> LoopOutcome {
         // The loop's stdin: held open and never written, so that `read -t` in it waits.
         let (silence, held) = AsyncThrowingStream.makeStream(of: [UInt8].self)
         defer { held.finish() }
@@ -332,7 +335,10 @@ extension Runtime {
                 switch event {
                 case .output(.stdout, let bytes):
                     printed += bytes.prefix(max(0, Self.execLoopMarker.utf8.count - printed.count))
-                    if printed.elementsEqual(Self.execLoopMarker.utf8) { return .succeeded }  // ends the loop
+                    if printed.elementsEqual(Self.execLoopMarker.utf8) {
+                        succeeded()
+                        return .succeeded  // ends the loop
+                    }
                 case .output: break
                 case .exit(let code): return code == Self.execLoopGaveUp ? .gaveUp : .cannotLoop
                 }
