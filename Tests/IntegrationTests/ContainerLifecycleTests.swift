@@ -227,18 +227,7 @@ struct ContainerLifecycleTests {
             try await withOcimand(engine: engine) { _, client in
                 // The tries run in a shell loop inside the container: one engine exec for a
                 // second of tries (one exec per try would take tens).
-                let execsBefore = try await Self.execsCreated(client)
-                let started = ContinuousClock.now
-                let looped = try await client.post(
-                    "/containers",
-                    json: [
-                        "image": Self.image, "labels": fixture.labels,
-                        "command": ["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 300"],
-                        "wait": ["timeout_seconds": 30, "exec": ["command": ["test", "-f", "/tmp/ready"]]],
-                    ])
-                #expect(looped.status == 201, "\(looped.text)")
-                #expect(ContinuousClock.now - started >= .milliseconds(900), "ready only once the file is there")
-                let execs = try await Self.execsCreated(client) - execsBefore
+                let execs = try await Self.waitForFileMadeAfterOneSecond(client, image: Self.image, labels: fixture.labels)
                 #expect((1...3).contains(execs), "\(execs) engine execs for a 1 s exec wait")
 
                 // The command is the loop's arguments, never shell text.
@@ -304,34 +293,34 @@ struct ContainerLifecycleTests {
                             "context": ["instructions": "FROM \(TestEngines.baseImage)\nRUN rm /bin/sh\n"],
                             "tag": noShell, "labels": fixture.labels,
                         ]))
-                let shelllessStarted = ContinuousClock.now
-                let shellless = try await client.post(
-                    "/containers",
-                    json: [
-                        "image": noShell, "labels": fixture.labels,
-                        "command": ["busybox", "sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 300"],
-                        "wait": ["timeout_seconds": 30, "exec": ["command": ["test", "-f", "/tmp/ready"]]],
-                    ])
-                #expect(shellless.status == 201, "\(shellless.text)")
-                #expect(ContinuousClock.now - shelllessStarted >= .milliseconds(900), "ready only once the file is there")
+                _ = try await Self.waitForFileMadeAfterOneSecond(client, image: noShell, labels: fixture.labels, shell: ["busybox", "sh"])
 
                 // dash (the PostgreSQL image's /bin/sh) has no `read -t`: its loop sleeps between
                 // tries, still in one engine exec for a second of tries.
-                let dashExecsBefore = try await Self.execsCreated(client)
-                let dashStarted = ContinuousClock.now
-                let dash = try await client.post(
-                    "/containers",
-                    json: [
-                        "image": TestEngines.postgresImage, "labels": fixture.labels,
-                        "command": ["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 300"],
-                        "wait": ["timeout_seconds": 30, "exec": ["command": ["test", "-f", "/tmp/ready"]]],
-                    ])
-                #expect(dash.status == 201, "\(dash.text)")
-                #expect(ContinuousClock.now - dashStarted >= .milliseconds(900), "ready only once the file is there")
-                let dashExecs = try await Self.execsCreated(client) - dashExecsBefore
+                let dashExecs = try await Self.waitForFileMadeAfterOneSecond(
+                    client, image: TestEngines.postgresImage, labels: fixture.labels)
                 #expect((1...3).contains(dashExecs), "\(dashExecs) engine execs for a 1 s exec wait in dash")
             }
         }
+    }
+
+    /// Runs a container of `image` that makes a file after a second, with an exec wait for it;
+    /// expects the 201 once the file is there and returns how many engine execs the wait took.
+    static func waitForFileMadeAfterOneSecond(
+        _ client: OcimandClient, image: String, labels: [String: String], shell: [String] = ["sh"]
+    ) async throws -> Int {
+        let execsBefore = try await execsCreated(client)
+        let started = ContinuousClock.now
+        let answer = try await client.post(
+            "/containers",
+            json: [
+                "image": image, "labels": labels,
+                "command": shell + ["-c", "sleep 1; touch /tmp/ready; exec sleep 300"],
+                "wait": ["timeout_seconds": 30, "exec": ["command": ["test", "-f", "/tmp/ready"]]],
+            ])
+        #expect(answer.status == 201, "\(image): \(answer.text)")
+        #expect(ContinuousClock.now - started >= .milliseconds(900), "\(image): ready only once the file is there")
+        return try await execsCreated(client) - execsBefore
     }
 
     /// Exec sessions ocimand has created in the engine, from its engine call metrics.
