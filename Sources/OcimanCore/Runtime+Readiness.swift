@@ -286,13 +286,13 @@ extension Runtime {
 
     /// The command is tried in a loop inside the container, every millisecond or so, by one
     /// engine exec of `/bin/sh` (an engine exec costs 15–100 ms here; a try in the loop only the
-    /// command's own time). The loop prints a marker the moment a try succeeds, so the wait does not wait for
-    /// the engine to notice the exec's end (Podman takes 30 ms); leaving the exec's output ends
-    /// the loop where ocimand can end exec processes (not rootless Podman without per-container
-    /// cgroups, nor remote engines); there the loop's tries are sized to the wait's time left, so
-    /// with a quick command it ends about when the wait does. An image without `/bin/sh` (or whose
-    /// shell can neither time out a `read` nor sleep 2 ms) gets one engine exec per try instead,
-    /// backing off to 8 ms.
+    /// command's own time). The loop prints a marker the moment a try succeeds, so the wait does
+    /// not wait for the engine to notice the exec's end (Podman takes 30 ms); leaving the exec's
+    /// output ends the loop where ocimand can end exec processes (not rootless Podman without
+    /// per-container cgroups, nor remote engines); there the loop's pauses add up to no more than
+    /// the wait's time left, so with a quick command it ends about when the wait does. An image
+    /// without `/bin/sh` (or whose shell can neither time out a `read` nor sleep 2 ms) gets one
+    /// engine exec per try instead, backing off to 8 ms.
     private func pollExec(
         _ id: String, _ command: [String], _ condition: ReadinessCondition, until deadline: ContinuousClock.Instant,
         events: AsyncStream<ReadinessEvent>.Continuation
