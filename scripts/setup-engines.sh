@@ -202,6 +202,10 @@ pid_alive() {
     [ "${stat%% *}" != Z ]
 }
 
+cwd_deleted() {   # cwd_deleted PID -> 0 when the process's working directory was deleted
+    [[ "$(readlink "/proc/$1/cwd" 2>/dev/null)" == *" (deleted)" ]]
+}
+
 # Removes pidfiles that name dead (or zombie) processes: dockerd refuses to start while
 # /var/run/docker.pid names a live pid, and waits 15 s then fails ("timeout waiting for
 # containerd to start") when /var/run/docker/containerd/containerd.pid names a zombie.
@@ -301,7 +305,7 @@ ensure_podman_service() {
         fi
         # Daemons start from / (below), but an older set-up started this one where make ran: once
         # that directory is deleted, every conmon it starts fails ("Failed to get working directory").
-        if [[ "$(readlink "/proc/$(cat "$PODMAN_PIDFILE" 2>/dev/null || echo 0)/cwd" 2>/dev/null)" == *" (deleted)" ]]; then
+        if cwd_deleted "$(cat "$PODMAN_PIDFILE" 2>/dev/null || echo 0)"; then
             stop_our_podman_service "whose working directory was deleted" || true
         fi
         ping_sock "$PODMAN_SOCK" && return 0

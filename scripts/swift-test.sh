@@ -39,7 +39,7 @@ status=${PIPESTATUS[0]}
 
 echo "swift-test: failed (exit $status); the issues recorded:"
 grep -a -A3 -E "✘|[Ff]atal error|Crash" "$work/first.log" | tail -n 80
-mapfile -t failed < <(xunit "$work/first-swift-testing.xml" failed | grep -v '^$')
+mapfile -t failed < <(xunit "$work/first-swift-testing.xml" failed)
 # A crash or a build failure leaves no test to name; many failures are no race: run none again.
 if [ "${#failed[@]}" = 0 ] || [ "${#failed[@]}" -gt 3 ]; then
     echo "swift-test: ${#failed[@]} failed tests named; not running any again"

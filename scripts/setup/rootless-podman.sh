@@ -40,7 +40,7 @@ ensure_rootless_podman() {
     # As for the root service: one started in a directory since deleted starts no container.
     local p
     for p in $service; do
-        [[ "$(readlink "/proc/$p/cwd" 2>/dev/null)" == *" (deleted)" ]] && why="whose working directory was deleted"
+        cwd_deleted "$p" && why="whose working directory was deleted"
     done
     if [ -n "$service" ] && [ -n "$why" ]; then
         log "restarting $ROOTLESS_USER's Podman service (pid $service) $why"
