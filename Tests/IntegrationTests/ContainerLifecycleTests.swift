@@ -244,8 +244,8 @@ struct ContainerLifecycleTests {
                 #expect(try injected.object()["exit_code"] as? Int == 1, "the command substitution never ran")
 
                 // A wait that times out answers at its deadline and leaves no try running: ended
-                // at once where ocimand can end exec processes, else by itself (its tries are
-                // sized to the wait's time left). While it runs, busybox's shell pauses between
+                // at once where ocimand can end exec processes, else by itself (its pauses add
+                // up to the wait's time left). While it runs, busybox's shell pauses between
                 // tries in a `read -t` of the stdin ocimand holds open: no `sleep` process shows
                 // up beside the loop.
                 let neverName = "ociman-test-\(fixture.runID)-never"

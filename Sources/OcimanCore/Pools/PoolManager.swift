@@ -259,9 +259,7 @@ public actor PoolManager {
         var expired = claim
         expired.expiresAt = Int64(Date().timeIntervalSince1970)
         expired.released = true
-        if let error = store.record(fullID, expired) {
-            logger.warning("cannot write the pool state", metadata: ["error": "\(error)"])
-        }
+        logUnwritten(store.record(fullID, expired))
         store.removalQueued(fullID)
         releases.append(fullID)
         drainReleases()
@@ -345,9 +343,7 @@ public actor PoolManager {
         pools[name]?.claimed += 1
         let claim = PoolStore.Claim(
             pool: name, session: options.session, expiresAt: expiresAt, labels: options.labels.isEmpty ? nil : options.labels)
-        if let error = store.record(container.id, claim, claimed: pools[name]?.claimed) {
-            logger.warning("cannot write the pool state", metadata: ["error": "\(error)"])
-        }
+        logUnwritten(store.record(container.id, claim, claimed: pools[name]?.claimed))
         Counter(label: "ociman_pool_claims_total", dimensions: [("pool", name)]).increment()
         var claimed = container
         claimed.labels = store.labels(of: container.id, engineLabels: container.labels)
@@ -485,10 +481,12 @@ public actor PoolManager {
     /// Writes the pool to the state file.
     private func persist(_ name: String) {
         let stored = pools[name].map { PoolStore.StoredPool(spec: $0.spec, ready: $0.ready, claimed: $0.claimed) }
-        let written = store.update { $0.pools[name] = stored }
-        if let error = written {
-            logger.warning("cannot write the pool state", metadata: ["error": "\(error)"])
-        }
+        logUnwritten(store.update { $0.pools[name] = stored })
+    }
+
+    /// A state that cannot be written stays in memory; the next write may succeed.
+    private func logUnwritten(_ error: OcimanError?) {
+        if let error { logger.warning("cannot write the pool state", metadata: ["error": "\(error)"]) }
     }
 
     private func recordGauges(_ name: String, ready: Int, booting: Int) {
