@@ -5,7 +5,8 @@ extension APIHandler {
     public func putPool(_ input: Operations.PutPool.Input) async throws -> Operations.PutPool.Output {
         guard case .json(let request) = input.body else { throw OcimanError.invalid(field: nil, message: "expected JSON") }
         let spec = PoolSpec(
-            run: RunSpec(request.run), size: request.size, max: request.max, bootConcurrency: request.bootConcurrency ?? 2)
+            run: RunSpec(request.run), size: request.size, max: request.max, bootConcurrency: request.bootConcurrency ?? 2,
+            warmUp: request.warmUp.map { PoolWarmUp(command: $0.command, timeoutSeconds: $0.timeoutSeconds ?? 60) })
         let status = try await pools.put(input.path.name, spec)
         return .ok(.init(body: .json(.init(status))))
     }

@@ -159,7 +159,7 @@ struct IntegerBoundsTests {
             // Nothing ready is asked for (size 0), so nothing boots unless size is the integer under test.
             case "putPool":
                 return ("PUT", "/pools/bounds-\(running.prefix(12))", [:], [
-                    "size": 0, "max": 1, "boot_concurrency": 1,
+                    "size": 0, "max": 1, "boot_concurrency": 1, "warm_up": ["command": ["true"], "timeout_seconds": 5],
                     "run": [
                         "image": IntegerBoundsTests.image, "labels": labels,
                         "command": ["sh", "-c", "echo started; exec httpd -f -p 8080"],

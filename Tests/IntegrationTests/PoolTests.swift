@@ -294,6 +294,41 @@ struct PoolTests {
         }
     }
 
+    @Test("a warm-up runs in each member before it is handed out; a member whose warm-up fails is removed", arguments: TestEngines.available)
+    func warmUp(engine: String) async throws {
+        let fixture = EngineFixture(engine: engine)
+        let state = try StateDirectory()
+        let pool = "p\(fixture.runID)"
+        try await fixture.withCleanup {
+            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
+                let plainKey = try await client.putPool(pool + "k", Self.spec(fixture, size: 0, max: 1))
+                // A claim made at once waits for the first member: handed out before its warm-up
+                // ended, it would not have the file yet (its wait passes in milliseconds).
+                var warmed = Self.spec(fixture, size: 1, max: 1)
+                warmed["warm_up"] = ["command": ["sh", "-c", "sleep 1; echo warm > /tmp/warmed"], "timeout_seconds": 30]
+                #expect(try await client.putPool(pool, warmed) != plainKey)
+                let claim = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+                let id = try #require(try claim.object()["id"] as? String, "\(claim.text)")
+                let read = try await client.post("/containers/\(id)/exec", json: ["command": ["cat", "/tmp/warmed"]])
+                #expect(try read.object()["stdout"] as? String == "warm\n", "\(read.text)")
+
+                var failing = Self.spec(fixture, size: 1, max: 1)
+                failing["warm_up"] = ["command": ["sh", "-c", "echo too cold >&2; exit 3"]]
+                try await client.putPool(pool + "f", failing)
+                let refused = try await client.post("/pools/\(pool)f/claim", json: ["timeout_seconds": 3])
+                #expect(refused.status == 503, "\(refused.text)")
+                let detail = try refused.object()["detail"] as? String ?? ""
+                #expect(detail.contains("warm-up exited with code 3"), "\(detail)")
+                #expect(detail.contains("too cold"), "\(detail)")
+                // The failed member, named in the detail, is removed by the pool itself.
+                let failed = try #require(
+                    detail.firstMatch(of: /in container ([0-9a-f]{12,64})/).map { String($0.1) }, "\(detail)")
+                try await fixture.waitUntilGone(failed, within: .seconds(10))
+                for name in [pool, pool + "f", pool + "k"] { #expect(try await client.delete("/pools/\(name)").status == 204) }
+            }
+        }
+    }
+
     @Test("bad pool specifications are 400 problems", arguments: TestEngines.available)
     func badSpecs(engine: String) async throws {
         let fixture = EngineFixture(engine: engine)
@@ -307,6 +342,11 @@ struct PoolTests {
                 base.merging(["run": run.merging(["name": "fixed"]) { $1 }]) { $1 },
                 base.merging(["run": run.merging(["ttl_seconds": 5]) { $1 }]) { $1 },
                 base.merging(["run": run.merging(["image": "UPPER/case"]) { $1 }]) { $1 },
+                base.merging(["warm_up": ["command": [] as [String]]]) { $1 },
+                base.merging(["warm_up": ["command": ["sh", "-c", "true\u{0}"]]]) { $1 },
+                base.merging(["warm_up": ["command": ["true"], "timeout_seconds": 0]]) { $1 },
+                base.merging(["warm_up": ["command": ["true"], "timeout_seconds": 3601]]) { $1 },
+                base.merging(["warm_up": ["timeout_seconds": 5]]) { $1 },
             ]
             for body in bad {
                 let answer = try await client.request("PUT", "/pools/bad\(fixture.runID)", json: body)
