@@ -324,6 +324,20 @@ struct PoolTests {
                 let failed = try #require(
                     detail.firstMatch(of: /in container ([0-9a-f]{12,64})/).map { String($0.1) }, "\(detail)")
                 try await fixture.waitUntilGone(failed, within: .seconds(10))
+
+                // Deleting a pool whose member is still warming up leaves nothing behind.
+                var stuck = Self.spec(fixture, size: 1, max: 1)
+                stuck["warm_up"] = ["command": ["sleep", "600"], "timeout_seconds": 3600]
+                try await client.putPool(pool + "s", stuck)
+                let warming = ContinuousClock.now + .seconds(30)
+                while try await fixture.poolMembers(pool + "s").isEmpty, ContinuousClock.now < warming {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let member = try #require(try await fixture.poolMembers(pool + "s").first, "no member started warming up")
+                try await Task.sleep(for: .milliseconds(500))
+                #expect(try await client.get("/pools/\(pool)s").object()["ready"] as? Int == 0)
+                #expect(try await client.delete("/pools/\(pool)s").status == 204)
+                try await fixture.waitUntilGone(member, within: .seconds(10))
                 for name in [pool, pool + "f", pool + "k"] { #expect(try await client.delete("/pools/\(name)").status == 204) }
             }
         }

@@ -188,6 +188,9 @@ def _safe_pool_body(body):
             body[key] = _bounded(body[key], 2)
     if "boot_concurrency" in body:
         body["boot_concurrency"] = _bounded(body["boot_concurrency"], 1)
+    warm_up = body.get("warm_up")
+    if isinstance(warm_up, dict) and "timeout_seconds" in warm_up:
+        warm_up["timeout_seconds"] = _bounded(warm_up["timeout_seconds"], 3)
 
 
 def _safe_body(case):
