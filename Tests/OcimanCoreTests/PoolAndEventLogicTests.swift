@@ -1,3 +1,4 @@
+import Foundation
 import InMemoryEngine
 import Logging
 import Testing
@@ -17,6 +18,26 @@ struct PoolAndEventLogicTests {
         var changed = run
         changed.env["A"] = "3"
         #expect(PoolSpec(run: run, size: 1).key != PoolSpec(run: changed, size: 1).key)
+    }
+
+    @Test func aWarmUpIsPartOfTheKeyAndAPoolWithoutOneKeepsItsKey() throws {
+        let run = RunSpec(image: Self.image, command: ["sleep", "60"])
+        let warm = PoolWarmUp(command: ["true"])
+        let plain = PoolSpec(run: run, size: 1).key
+        #expect(PoolSpec(run: run, size: 1, warmUp: warm).key != plain)
+        #expect(PoolSpec(run: run, size: 1, warmUp: warm).key == PoolSpec(run: run, size: 3, warmUp: PoolWarmUp(command: ["true"])).key)
+        #expect(PoolSpec(run: run, size: 1, warmUp: warm).key != PoolSpec(run: run, size: 1, warmUp: PoolWarmUp(command: ["false"])).key)
+        #expect(
+            PoolSpec(run: run, size: 1, warmUp: warm).key
+                != PoolSpec(run: run, size: 1, warmUp: PoolWarmUp(command: ["true"], timeoutSeconds: 5)).key)
+        // The key as it was computed before warm-ups: pools in existing state files keep theirs.
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        var hasher = SegmentHasher()
+        hasher.push("ociman-pool-v1")
+        hasher.push(Array(try encoder.encode(run)))
+        let before = "sha256:" + hasher.finalize().hex
+        #expect(plain == before)
     }
 
     @Test func eventFiltersMatchKindsContainersAndLabels() {

@@ -37,6 +37,29 @@ struct PoolStoreTests {
         #expect(restarted.labels(of: "a", engineLabels: ["x": "1"]) == ["x": "1", "who": "test", ManagedLabels.session: "s1"])
     }
 
+    @Test func aWarmUpIsKeptAndAStateFileFromBeforeWarmUpsLoads() throws {
+        let directory = try TemporaryDirectory()
+        var warmed = Self.spec
+        warmed.warmUp = PoolWarmUp(command: ["psql", "-c", "select 1"], timeoutSeconds: 9)
+        do {
+            let store = try PoolStore(directory: directory.path, engine: .docker)
+            store.update { $0.pools["w"] = .init(spec: warmed, ready: [], claimed: 0) }
+        }
+        #expect(try PoolStore(directory: directory.path, engine: .docker).snapshot.pools["w"]?.spec == warmed)
+        // The same file as an ocimand without warm-ups wrote it: no warmUp member.
+        let file = directory.subpath("pools-docker.json")
+        var saved = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as? [String: Any])
+        var pools = try #require(saved["pools"] as? [String: Any])
+        var pool = try #require(pools["w"] as? [String: Any])
+        var spec = try #require(pool["spec"] as? [String: Any])
+        #expect(spec.removeValue(forKey: "warmUp") != nil)
+        pool["spec"] = spec
+        pools["w"] = pool
+        saved["pools"] = pools
+        try JSONSerialization.data(withJSONObject: saved).write(to: URL(fileURLWithPath: file))
+        #expect(try PoolStore(directory: directory.path, engine: .docker).snapshot.pools["w"]?.spec == Self.spec)
+    }
+
     @Test func aRewriteOfTheStateEmptiesTheJournal() throws {
         let directory = try TemporaryDirectory()
         let store = try PoolStore(directory: directory.path, engine: .docker)
