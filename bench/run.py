@@ -931,29 +931,6 @@ def pg_run_spec() -> dict:
 PG_WARM_UP = ["psql", "-U", "postgres", "-Atc", "select 1"]
 
 
-def _run_unpooled_databases(kind: str, count: int, created: list) -> list[int]:
-    """Runs `count` PostgreSQL containers with the engine's CLI (ids appended to `created`), waits
-    until psql in an exec answers in each, as the pool's wait does, then runs the pool's warm-up
-    in it; returns their host ports."""
-    cli = ENGINE_CLI[kind]
-    for _ in range(count):
-        created.append(subprocess.run(
-            [cli, "run", "-d", "--label", f"{BENCH_LABEL_KEY}=1", "-p", "127.0.0.1::5432", PG_IMAGE],
-            check=True, capture_output=True, text=True).stdout.strip())
-    ports = []
-    for cid in created[-count:]:
-        deadline = time.monotonic() + 60
-        while subprocess.run([cli, "exec", cid, "psql", "-U", "postgres", "-Atc", "select 1"],
-                             capture_output=True).returncode != 0:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{kind} container {cid[:12]} never answered psql")
-            time.sleep(0.1)
-        subprocess.run([cli, "exec", cid, *PG_WARM_UP], check=True, capture_output=True)
-        mapping = subprocess.run([cli, "port", cid, "5432/tcp"], check=True, capture_output=True, text=True).stdout
-        ports.append(int(mapping.split()[0].rsplit(":", 1)[1]))
-    return ports
-
-
 def _host_port(container: dict) -> int:
     return container["ports"][0]["host_port"]
 
@@ -999,9 +976,6 @@ def section_pools(ctx):
             warm_s = _wait_pool_ready(c, name, claim_n + loop_n)
             spec["size"] = 0
             ok200(c.json("PUT", f"/pools/{name}", spec), "PUT /pools/{name}")
-            # What the claim row cannot go below: the same databases run with the engine's CLI,
-            # readied and warmed the way the pool readies them, idle as long as its members.
-            unpooled = _run_unpooled_databases(kind, claim_n, created)
             # Let the boots' after-effects pass: Podman cleans up each exec (a readiness wait
             # runs one or two per member) exit_command_delay = 10 s after it ended.
             time.sleep(12)
@@ -1011,14 +985,6 @@ def section_pools(ctx):
                 pg_select_one(_host_port(r.json()))
                 return r.json()["id"]
 
-            # Before the claims, with a pause to settle: between them each would slow the other's
-            # next query, and after them the released members' removals would.
-            unpooled_ms = []
-            for port in unpooled:
-                t0 = time.perf_counter()
-                pg_select_one(port)
-                unpooled_ms.append((time.perf_counter() - t0) * 1000)
-            time.sleep(1)
             claim_ms = []
             for _ in range(claim_n):
                 t0 = time.perf_counter()
@@ -1032,11 +998,6 @@ def section_pools(ctx):
                     note=f"baseline: cold POST /containers with the same wait → select 1, p50 of {cold_n}; "
                          f"claim p50 of {claim_n}, p90 {pct(claim_ms, 90):.1f} ms; the pool's members ran a "
                          f"psql warm-up after their wait")
-            ctx.add("pools", f"first select 1 on an idle database run with the CLI, no ociman ({kind})",
-                    statistics.median(unpooled_ms), None, None, "info", ok=None, unit="ms",
-                    note=f"what the claim row cannot go below: {claim_n} databases run with the {kind} CLI, "
-                         f"readied and warmed by psql in two execs, idle as long as the pool's members, one select 1 each "
-                         f"through the published port just before the claims; 50× of the cold run leaves {cold / 50:.2f} ms")
 
             t0 = time.perf_counter()
             for _ in range(loop_n):
