@@ -128,21 +128,16 @@ struct PoolTests {
 
     @Test("a released member is removed in the background; a second release is a 404", arguments: TestEngines.available)
     func releaseRemovesMember(engine: String) async throws {
-        let fixture = EngineFixture(engine: engine)
-        let state = try StateDirectory()
-        let pool = "p\(fixture.runID)"
-        try await fixture.withCleanup {
-            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
-                try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1))
-                let claim = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
-                let id = try #require(try claim.object()["id"] as? String)
-                #expect(try await client.delete("/pools/\(pool)/members/\(id)").status == 202)
-                try await fixture.waitUntilGone(id, within: .seconds(10))
-                #expect(try await client.delete("/pools/\(pool)/members/\(id)").status == 404)
-                let unclaimed = try await fixture.startBusybox(["sleep", "60"])
-                #expect(try await client.delete("/pools/\(pool)/members/\(unclaimed)").status == 404)
-                #expect(try await client.delete("/pools/\(pool)").status == 204)
-            }
+        try await Self.withPoolName(engine) { fixture, pool, client in
+            try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1))
+            let claim = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+            let id = try #require(try claim.object()["id"] as? String)
+            #expect(try await client.delete("/pools/\(pool)/members/\(id)").status == 202)
+            try await fixture.waitUntilGone(id, within: .seconds(10))
+            #expect(try await client.delete("/pools/\(pool)/members/\(id)").status == 404)
+            let unclaimed = try await fixture.startBusybox(["sleep", "60"])
+            #expect(try await client.delete("/pools/\(pool)/members/\(unclaimed)").status == 404)
+            #expect(try await client.delete("/pools/\(pool)").status == 204)
         }
     }
 
@@ -170,52 +165,42 @@ struct PoolTests {
 
     @Test("identical specifications share a key; a changed one drains the old members", arguments: TestEngines.available)
     func keysAndDrain(engine: String) async throws {
-        let fixture = EngineFixture(engine: engine)
-        let state = try StateDirectory()
-        let pool = "p\(fixture.runID)"
-        try await fixture.withCleanup {
-            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
-                let key = try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1))
-                #expect(try await client.putPool(pool + "b", Self.spec(fixture, size: 0, max: 1)) == key)
-                #expect(try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1)) == key)
-                try await client.waitForReady(pool, count: 1)
-                let old = try await fixture.poolMembers(pool)
-                var changed = Self.spec(fixture, size: 1, max: 1)
-                changed["run"] = (changed["run"] as! [String: Any]).merging(["env": ["CHANGED": "1"]]) { $1 }
-                #expect(try await client.putPool(pool, changed) != key)
-                for id in old { try await fixture.waitUntilGone(id, within: .seconds(10)) }
-                try await client.waitForReady(pool, count: 1)
-                let claim = try await client.post("/pools/\(pool)/claim", json: [:])
-                let id = try #require(try claim.object()["id"] as? String)
-                let env = try await client.post("/containers/\(id)/exec", json: ["command": ["sh", "-c", "echo $CHANGED"]])
-                #expect(try env.object()["stdout"] as? String == "1\n")
-                for name in [pool, pool + "b"] { #expect(try await client.delete("/pools/\(name)").status == 204) }
-            }
+        try await Self.withPoolName(engine) { fixture, pool, client in
+            let key = try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1))
+            #expect(try await client.putPool(pool + "b", Self.spec(fixture, size: 0, max: 1)) == key)
+            #expect(try await client.putPool(pool, Self.spec(fixture, size: 1, max: 1)) == key)
+            try await client.waitForReady(pool, count: 1)
+            let old = try await fixture.poolMembers(pool)
+            var changed = Self.spec(fixture, size: 1, max: 1)
+            changed["run"] = (changed["run"] as! [String: Any]).merging(["env": ["CHANGED": "1"]]) { $1 }
+            #expect(try await client.putPool(pool, changed) != key)
+            for id in old { try await fixture.waitUntilGone(id, within: .seconds(10)) }
+            try await client.waitForReady(pool, count: 1)
+            let claim = try await client.post("/pools/\(pool)/claim", json: [:])
+            let id = try #require(try claim.object()["id"] as? String)
+            let env = try await client.post("/containers/\(id)/exec", json: ["command": ["sh", "-c", "echo $CHANGED"]])
+            #expect(try env.object()["stdout"] as? String == "1\n")
+            for name in [pool, pool + "b"] { #expect(try await client.delete("/pools/\(name)").status == 204) }
         }
     }
 
     @Test("a claim waits for a member to boot, then answers 503 with Retry-After", arguments: TestEngines.available)
     func emptyPoolWaitsThen503(engine: String) async throws {
-        let fixture = EngineFixture(engine: engine)
-        let state = try StateDirectory()
-        let pool = "p\(fixture.runID)"
-        try await fixture.withCleanup {
-            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
-                try await client.putPool(pool, Self.spec(fixture, size: 0, max: 1))
-                let booted = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
-                #expect(booted.status == 201, "\(booted.text)")
-                var never = Self.spec(fixture, size: 0, max: 1)
-                never["run"] = (never["run"] as! [String: Any]).merging([
-                    "wait": ["timeout_seconds": 30, "log": ["pattern": "never printed"]]
-                ]) { $1 }
-                try await client.putPool(pool + "n", never)
-                let refused = try await client.post("/pools/\(pool)n/claim", json: ["timeout_seconds": 1])
-                #expect(refused.status == 503)
-                #expect(refused.header("Content-Type")?.hasPrefix("application/problem+json") == true)
-                #expect(Int(refused.header("Retry-After") ?? "") ?? 0 >= 1)
-                #expect(try await client.post("/pools/nosuchpool\(fixture.runID)/claim", json: [:]).status == 404)
-                for name in [pool, pool + "n"] { #expect(try await client.delete("/pools/\(name)").status == 204) }
-            }
+        try await Self.withPoolName(engine) { fixture, pool, client in
+            try await client.putPool(pool, Self.spec(fixture, size: 0, max: 1))
+            let booted = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+            #expect(booted.status == 201, "\(booted.text)")
+            var never = Self.spec(fixture, size: 0, max: 1)
+            never["run"] = (never["run"] as! [String: Any]).merging([
+                "wait": ["timeout_seconds": 30, "log": ["pattern": "never printed"]]
+            ]) { $1 }
+            try await client.putPool(pool + "n", never)
+            let refused = try await client.post("/pools/\(pool)n/claim", json: ["timeout_seconds": 1])
+            #expect(refused.status == 503)
+            #expect(refused.header("Content-Type")?.hasPrefix("application/problem+json") == true)
+            #expect(Int(refused.header("Retry-After") ?? "") ?? 0 >= 1)
+            #expect(try await client.post("/pools/nosuchpool\(fixture.runID)/claim", json: [:]).status == 404)
+            for name in [pool, pool + "n"] { #expect(try await client.delete("/pools/\(name)").status == 204) }
         }
     }
 
@@ -296,50 +281,45 @@ struct PoolTests {
 
     @Test("a warm-up runs in each member before it is handed out; a member whose warm-up fails is removed", arguments: TestEngines.available)
     func warmUp(engine: String) async throws {
-        let fixture = EngineFixture(engine: engine)
-        let state = try StateDirectory()
-        let pool = "p\(fixture.runID)"
-        try await fixture.withCleanup {
-            try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
-                let plainKey = try await client.putPool(pool + "k", Self.spec(fixture, size: 0, max: 1))
-                // A claim made at once waits for the first member: handed out before its warm-up
-                // ended, it would not have the file yet (its wait passes in milliseconds).
-                var warmed = Self.spec(fixture, size: 1, max: 1)
-                warmed["warm_up"] = ["command": ["sh", "-c", "sleep 1; echo warm > /tmp/warmed"], "timeout_seconds": 30]
-                #expect(try await client.putPool(pool, warmed) != plainKey)
-                let claim = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
-                let id = try #require(try claim.object()["id"] as? String, "\(claim.text)")
-                let read = try await client.post("/containers/\(id)/exec", json: ["command": ["cat", "/tmp/warmed"]])
-                #expect(try read.object()["stdout"] as? String == "warm\n", "\(read.text)")
+        try await Self.withPoolName(engine) { fixture, pool, client in
+            let plainKey = try await client.putPool(pool + "k", Self.spec(fixture, size: 0, max: 1))
+            // A claim made at once waits for the first member: handed out before its warm-up
+            // ended, it would not have the file yet (its wait passes in milliseconds).
+            var warmed = Self.spec(fixture, size: 1, max: 1)
+            warmed["warm_up"] = ["command": ["sh", "-c", "sleep 1; echo warm > /tmp/warmed"], "timeout_seconds": 30]
+            #expect(try await client.putPool(pool, warmed) != plainKey)
+            let claim = try await client.post("/pools/\(pool)/claim", json: ["timeout_seconds": 60])
+            let id = try #require(try claim.object()["id"] as? String, "\(claim.text)")
+            let read = try await client.post("/containers/\(id)/exec", json: ["command": ["cat", "/tmp/warmed"]])
+            #expect(try read.object()["stdout"] as? String == "warm\n", "\(read.text)")
 
-                var failing = Self.spec(fixture, size: 1, max: 1)
-                failing["warm_up"] = ["command": ["sh", "-c", "echo too cold >&2; exit 3"]]
-                try await client.putPool(pool + "f", failing)
-                let refused = try await client.post("/pools/\(pool)f/claim", json: ["timeout_seconds": 3])
-                #expect(refused.status == 503, "\(refused.text)")
-                let detail = try refused.object()["detail"] as? String ?? ""
-                #expect(detail.contains("warm-up exited with code 3"), "\(detail)")
-                #expect(detail.contains("too cold"), "\(detail)")
-                // The failed member, named in the detail, is removed by the pool itself.
-                let failed = try #require(
-                    detail.firstMatch(of: /in container ([0-9a-f]{12,64})/).map { String($0.1) }, "\(detail)")
-                try await fixture.waitUntilGone(failed, within: .seconds(10))
+            var failing = Self.spec(fixture, size: 1, max: 1)
+            failing["warm_up"] = ["command": ["sh", "-c", "echo too cold >&2; exit 3"]]
+            try await client.putPool(pool + "f", failing)
+            let refused = try await client.post("/pools/\(pool)f/claim", json: ["timeout_seconds": 3])
+            #expect(refused.status == 503, "\(refused.text)")
+            let detail = try refused.object()["detail"] as? String ?? ""
+            #expect(detail.contains("warm-up exited with code 3"), "\(detail)")
+            #expect(detail.contains("too cold"), "\(detail)")
+            // The failed member, named in the detail, is removed by the pool itself.
+            let failed = try #require(
+                detail.firstMatch(of: /in container ([0-9a-f]{12,64})/).map { String($0.1) }, "\(detail)")
+            try await fixture.waitUntilGone(failed, within: .seconds(10))
 
-                // Deleting a pool whose member is still warming up leaves nothing behind.
-                var stuck = Self.spec(fixture, size: 1, max: 1)
-                stuck["warm_up"] = ["command": ["sleep", "600"], "timeout_seconds": 3600]
-                try await client.putPool(pool + "s", stuck)
-                let warming = ContinuousClock.now + .seconds(30)
-                while try await fixture.poolMembers(pool + "s").isEmpty, ContinuousClock.now < warming {
-                    try await Task.sleep(for: .milliseconds(100))
-                }
-                let member = try #require(try await fixture.poolMembers(pool + "s").first, "no member started warming up")
-                try await Task.sleep(for: .milliseconds(500))
-                #expect(try await client.get("/pools/\(pool)s").object()["ready"] as? Int == 0)
-                #expect(try await client.delete("/pools/\(pool)s").status == 204)
-                try await fixture.waitUntilGone(member, within: .seconds(10))
-                for name in [pool, pool + "f", pool + "k"] { #expect(try await client.delete("/pools/\(name)").status == 204) }
+            // Deleting a pool whose member is still warming up leaves nothing behind.
+            var stuck = Self.spec(fixture, size: 1, max: 1)
+            stuck["warm_up"] = ["command": ["sleep", "600"], "timeout_seconds": 3600]
+            try await client.putPool(pool + "s", stuck)
+            let warming = ContinuousClock.now + .seconds(30)
+            while try await fixture.poolMembers(pool + "s").isEmpty, ContinuousClock.now < warming {
+                try await Task.sleep(for: .milliseconds(100))
             }
+            let member = try #require(try await fixture.poolMembers(pool + "s").first, "no member started warming up")
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await client.get("/pools/\(pool)s").object()["ready"] as? Int == 0)
+            #expect(try await client.delete("/pools/\(pool)s").status == 204)
+            try await fixture.waitUntilGone(member, within: .seconds(10))
+            for name in [pool, pool + "f", pool + "k"] { #expect(try await client.delete("/pools/\(name)").status == 204) }
         }
     }
 
@@ -385,13 +365,23 @@ struct PoolTests {
         _ engine: String, size: Int, max: Int, concurrency: Int = 2, ready: Int? = nil,
         _ body: (EngineFixture, String, OcimandClient) async throws -> Void
     ) async throws {
+        try await withPoolName(engine) { fixture, pool, client in
+            try await client.putPool(pool, spec(fixture, size: size, max: max, concurrency: concurrency))
+            try await client.waitForReady(pool, count: ready ?? size)
+            try await body(fixture, pool, client)
+        }
+    }
+
+    /// Runs `body` with an ocimand (its own state directory) and a pool name of the test's own;
+    /// whatever the test made is removed afterwards.
+    static func withPoolName(
+        _ engine: String, _ body: (EngineFixture, String, OcimandClient) async throws -> Void
+    ) async throws {
         let fixture = EngineFixture(engine: engine)
         let pool = "p\(fixture.runID)"
         let state = try StateDirectory()
         try await fixture.withCleanup {
             try await withOcimand(engine: engine, arguments: state.arguments) { _, client in
-                try await client.putPool(pool, spec(fixture, size: size, max: max, concurrency: concurrency))
-                try await client.waitForReady(pool, count: ready ?? size)
                 try await body(fixture, pool, client)
             }
         }
