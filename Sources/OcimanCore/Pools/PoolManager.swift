@@ -540,10 +540,7 @@ public actor PoolManager {
         }
         if let warmUp = spec.warmUp {
             try checked { () throws(ValidationError) in
-                guard !warmUp.command.isEmpty else {
-                    throw ValidationError(field: "warm_up.command", message: "command must not be empty")
-                }
-                try Validation.arguments(warmUp.command, field: "warm_up.command")
+                try Validation.command(warmUp.command, field: "warm_up.command")
                 try IntegerBounds.check(
                     warmUp.timeoutSeconds, IntegerBounds.readinessTimeoutSeconds, field: "warm_up.timeout_seconds")
             }

@@ -93,12 +93,14 @@ extension Validation {
             }
             try IntegerBounds.check(log.occurrences, IntegerBounds.logOccurrences, field: "wait.log.occurrences")
         }
-        if let command = wait.exec {
-            guard !command.isEmpty else {
-                throw ValidationError(field: "wait.exec.command", message: "command must not be empty")
-            }
-            try arguments(command, field: "wait.exec.command")
-        }
+        if let command = wait.exec { try self.command(command, field: "wait.exec.command") }
+    }
+
+    /// A command ocimand runs by an exec of its own (a wait's, a pool's warm-up): not empty, and
+    /// arguments `execve` can carry.
+    public static func command(_ command: [String], field: String) throws(ValidationError) {
+        guard !command.isEmpty else { throw ValidationError(field: field, message: "command must not be empty") }
+        try arguments(command, field: field)
     }
 
     /// Session ids as `POST /sessions` makes them.
